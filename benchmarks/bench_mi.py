@@ -140,12 +140,17 @@ def numpy_sum(x, y) -> int:
     return int(x.sum()) + int(y.sum())
 
 
-def time_interleaved(fns: dict, repeats: int):
+def time_interleaved(fns: dict, repeats: int, settle: float = 0.0):
     """Time every function once per round, rounds repeated ``repeats`` times.
 
     Interleaving makes the ratios robust to load that comes and goes (other
     processes on the machine): each round compares the methods under the
-    same conditions; the order rotates from round to round.
+    same conditions; the order rotates from round to round.  ``settle``
+    seconds of sleep before each timed call let the previous method's
+    after-effects die down (OpenMP threads of the numba parallel floor
+    spinning on the second core, the kernel unmapping numpy's 160 MB
+    temporary): measured on the development VM, a 2-thread count right after
+    numpy's bincount took 28-44 ms instead of 19-20 ms.
     Returns ``{name: (times array, last value)}``.
     """
     values = {name: fn() for name, fn in fns.items()}  # warm-up: numba cache load, page faults
@@ -156,6 +161,8 @@ def time_interleaved(fns: dict, repeats: int):
         # the one that churns the most memory (numpy's 160 MB temporary)
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn = fns[name]
+            if settle:
+                time.sleep(settle)
             t0 = time.perf_counter()
             values[name] = fn()
             times[name].append(time.perf_counter() - t0)
@@ -261,7 +268,7 @@ def run_case(kind, layout, args, mi_fn):
         table = infomoe.contingency(x, y, kx=kx, ky=ky)
         fns["  of which mutual_information_table"] = lambda: float(infomoe.mutual_information_table(table))
         fns["  (numpy plug-in MI of that table)"] = lambda: plugin_mi_bits_numpy(table)
-    rows = time_interleaved(fns, args.repeats)
+    rows = time_interleaved(fns, args.repeats, args.settle)
 
     ns = min(args.sklearn_n, n)
     xs, ys = x[:ns], y[:ns]
@@ -311,6 +318,8 @@ def main(argv=None):
     ap.add_argument("--data", choices=["routing", "uniform", "all"], default="all")
     ap.add_argument("--dtype", choices=["int64", "compact", "all"], default="all")
     ap.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds")
+    ap.add_argument("--settle", type=float, default=0.1,
+                    help="seconds of sleep before each timed call (0: back to back)")
     ap.add_argument("--sklearn-n", type=int, default=2_000_000,
                     help="pairs given to scikit-learn (its time is extrapolated to n)")
     ap.add_argument("--chunk", type=int, default=1_000_000, help="chunk size of the memory test")

