@@ -27,6 +27,10 @@ Design of the kernel (measured on a 2-core machine, see
   that wraps past 255 appends its cell to a per-thread log (at most
   ``samples / 256`` entries); the tables and the logs are then added into
   the ``int64`` result, so counts are exact ``int64`` at any sample count.
+  The ``uint8`` tables come from one scratch buffer kept between calls
+  (``_zeroed_tables``): zeroing it is cheaper than the page faults of a
+  fresh allocation.  :mod:`infomoe._plugin_labels` reads the same tables
+  to evaluate the plug-in mutual information without the ``int64`` table.
 * When the table is large relative to the input (fewer than 1/8 sample per
   cell), zeroing and summing the small tables would cost more than it saves,
   so one thread counts directly into the result.  Inputs shorter than 65,536
