@@ -17,8 +17,8 @@ Design of the kernel (measured on a 2-core machine, see
   caller and helpers running GIL-free numba kernels) take first come, first
   served, so a busy machine degrades gracefully (see "Threads" below).
   Threads are used only while the per-thread tables are small
-  (``_MAX_THREAD_TABLE_BYTES``, 512 KiB): beyond that the private tables
-  compete for cache and a second thread measured slower than one.
+  (``_MAX_THREAD_TABLE_BYTES``, 8 MiB): beyond that the private tables
+  would no longer fit the shared cache together.
 * When there are many samples per table cell, each thread counts its blocks
   into a private table of ``uint8`` counters: 1 byte per cell, so a
   32,000 x 64 table takes 2 MB instead of 16 MB of ``int64`` (the development
@@ -78,13 +78,17 @@ _SAMPLES_PER_CELL_FOR_PRIVATE = 0.125
 #: costs more than it saves (and much more when other processes hold the cores).
 _MIN_PARALLEL = 1 << 16
 
-#: Helper threads are used only while each thread's private table stays this
-#: small (bytes).  Measured on the 2-vCPU development machine (1 MiB of L2 per
-#: core, 10^7 samples): a second thread gains ~15-25% with 32-256 KiB
-#: tables, breaks even at 1 MiB, and loses at 2 MiB (the 32,000 x 64 case),
-#: where the two tables compete for cache; under load from other processes
-#: it lost 2-3x.  Raise it on machines with larger private caches.
-_MAX_THREAD_TABLE_BYTES = 1 << 19
+#: Helper threads count through private ``uint8`` tables only while each
+#: table takes at most this many bytes (they must stay cache-resident: the
+#: development machine has 1 MiB of L2 per core and 32 MiB of shared L3).
+#: Measured there with 2e7 pairs into 32,000 x 64 (2 MB tables): two threads
+#: 19-20 ms against 21-23 ms for one (session 1 measured no gain when each
+#: call also paid the page faults of fresh tables; see ``_zeroed_tables``).
+_MAX_THREAD_TABLE_BYTES = 8 << 20
+
+#: The same limit for the ``float64`` tables of weighted counting (8 bytes a
+#: cell): measured to gain 15-25% with 32-256 KiB tables.
+_MAX_WEIGHTED_THREAD_TABLE_BYTES = 1 << 19
 
 #: Private tables hold ``uint8`` counters; a wrap-around adds this much.
 _WRAP = 256
@@ -417,7 +421,7 @@ def _count_into(out2d: np.ndarray, x, y, w, names, where: str = "") -> None:
         else:
             bad = _scatter_direct(x, y, 0, n, ukx, uky, flat)
     else:  # float64 private tables cost 8 bytes a cell: worth it from 1 sample a cell
-        if nt > 1 and n >= m and 8 * m <= _MAX_THREAD_TABLE_BYTES:
+        if nt > 1 and n >= m and 8 * m <= _MAX_WEIGHTED_THREAD_TABLE_BYTES:
             bad = _count_weighted_private(x, y, w, ukx, uky, flat, nt)
         else:
             bad = _scatter_weighted(x, y, w, 0, n, ukx, uky, flat)

@@ -50,12 +50,6 @@ _LOOKUP = 4096
 #: on small closed-form cases).
 _MIN_SAMPLES = C._MIN_PARALLEL
 
-#: Several workers, each with a private uint8 table, only while a table
-#: takes at most this many bytes: the tables must stay cache-resident (the
-#: development machine has 1 MiB of L2 per core and 32 MiB of shared L3;
-#: two 2 MB tables measured 20-23 ms against 26-33 ms for one thread).
-_MAX_THREAD_TABLE_BYTES = 8 << 20
-
 #: The MI pass sums row blocks of this many rows in block order (a fixed
 #: order, so the value does not depend on the number of threads).
 _ROWS_PER_BLOCK = 2048
@@ -162,7 +156,7 @@ def plugin_mi_nats(x, y, kx: Optional[int], ky: Optional[int]) -> Optional[tuple
     m = kx_ * ky_
     if n < C._SAMPLES_PER_CELL_FOR_PRIVATE * m:
         return None
-    nt = numba.get_num_threads() if m <= _MAX_THREAD_TABLE_BYTES else 1
+    nt = numba.get_num_threads() if m <= C._MAX_THREAD_TABLE_BYTES else 1
     with C._zeroed_tables(nt, m) as tables:
         logs, nlogs, bad = C._scatter_private(xa, ya, np.uint64(kx_), np.uint64(ky_), tables)
         if bad:
