@@ -138,6 +138,28 @@ def _scatter_small(x, y, lo, hi, kx, ky, table, log):
 
 
 @njit(nogil=True, cache=True)
+def _scatter_small_zx(z, x, y, lo, hi, kz, kx, ky, table, log):
+    """:func:`_scatter_small` for the cell ``(z[i] * kx + x[i]) * ky + y[i]``
+    of a ``(kz, kx, ky)`` table (conditional MI), without an index array."""
+    nlog = 0
+    bad = 0
+    for i in range(lo, hi):
+        c = np.uint64(z[i])
+        a = np.uint64(x[i])
+        b = np.uint64(y[i])
+        if c < kz and a < kx and b < ky:
+            j = (c * kx + a) * ky + b
+            v = np.uint8(table[j] + 1)
+            table[j] = v
+            if v == 0:
+                log[nlog] = j
+                nlog += 1
+        else:
+            bad += 1
+    return nlog, bad
+
+
+@njit(nogil=True, cache=True)
 def _scatter_weighted(x, y, w, lo, hi, kx, ky, out):
     """Add ``w[i]`` to ``out[x[i] * ky + y[i]]``; return #bad."""
     bad = 0
@@ -278,14 +300,15 @@ def _zeroed_tables(nt: int, m: int):
                     _SCRATCH = buf
 
 
-def _scatter_private(x, y, kx, ky, tables):
+def _scatter_private(x, y, kx, ky, tables, z=None, kz=None):
     """Count ``(x, y)`` with one worker per row of ``tables`` (zeroed uint8).
 
     Worker ``w`` counts its share of the pairs into ``tables[w]``.  Returns
     ``(logs, nlogs, bad)``: ``logs[w, :nlogs[w]]`` lists the cells whose
     counter wrapped in worker ``w`` (each entry adds 256), ``bad`` is the
     number of labels out of range.  The count of cell ``j`` is
-    ``sum_w tables[w, j] + 256 * (number of j in the logs)``.
+    ``sum_w tables[w, j] + 256 * (number of j in the logs)``.  With ``z``
+    (and ``kz``), the cells are those of a ``(kz, kx, ky)`` table.
     """
     n = x.shape[0]
     nt = tables.shape[0]
@@ -296,7 +319,10 @@ def _scatter_private(x, y, kx, ky, tables):
 
     def count(w, b):
         lo, hi = _bounds(b, nb, n)
-        nl, bd = _scatter_small(x, y, lo, hi, kx, ky, tables[w], logs[w, nlogs[w]:])
+        if z is None:
+            nl, bd = _scatter_small(x, y, lo, hi, kx, ky, tables[w], logs[w, nlogs[w]:])
+        else:
+            nl, bd = _scatter_small_zx(z, x, y, lo, hi, kz, kx, ky, tables[w], logs[w, nlogs[w]:])
         nlogs[w] += nl
         bads[w] += bd
 
@@ -304,19 +330,41 @@ def _scatter_private(x, y, kx, ky, tables):
     return logs, nlogs, sum(bads)
 
 
-def _count_private(x, y, kx, ky, out, nt):
+def _count_private(x, y, kx, ky, out, nt, z=None, kz=None):
     """Unweighted counting by ``nt`` workers, each through its own uint8 table.
 
     Adds into ``out`` (flat int64) and returns the number of bad labels.
     """
     m = out.shape[0]
     with _zeroed_tables(nt, m) as tables:
-        logs, nlogs, bad = _scatter_private(x, y, kx, ky, tables)
+        logs, nlogs, bad = _scatter_private(x, y, kx, ky, tables, z, kz)
         nb_cells = _nblocks(m, nt)
         _run_blocks(lambda w, b: _add_tables(tables, out, *_bounds(b, nb_cells, m)), nb_cells, nt)
     for w in range(nt):
         _add_wraps(out, logs[w], nlogs[w])
     return bad
+
+
+def _contingency_zxy(z, x, y, kz: int, kx: int, ky: int) -> Optional[np.ndarray]:
+    """The ``(kz, kx, ky)`` int64 table of checked label arrays, or None.
+
+    Counts the cell ``(z, x, y)`` straight from the three arrays (no
+    ``z * kx + x`` index array), through private uint8 tables; None when
+    there are too few samples per cell for that to pay (fewer than
+    :data:`_SAMPLES_PER_CELL_FOR_PRIVATE`) -- the caller then streams chunks
+    through :func:`contingency`.  The labels must already be known to be in
+    range (a label out of range is an internal error here).
+    """
+    n = x.shape[0]
+    m = kz * kx * ky
+    if n < _SAMPLES_PER_CELL_FOR_PRIVATE * m:
+        return None
+    nt = numba.get_num_threads() if n >= _MIN_PARALLEL and m <= _MAX_THREAD_TABLE_BYTES else 1
+    out = np.zeros(m, np.int64)
+    bad = _count_private(x, y, np.uint64(kx), np.uint64(ky), out, nt, z, np.uint64(kz))
+    if bad:
+        raise AssertionError("labels out of range reached the 3-way counting kernel")  # pragma: no cover
+    return out.reshape(kz, kx, ky)
 
 
 def _count_weighted_private(x, y, w, kx, ky, out, nt):

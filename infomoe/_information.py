@@ -342,7 +342,11 @@ def conditional_mutual_information_table(table, *, estimator: str = "plugin",
 
 
 def _alphabet(labels: np.ndarray, k, name: str, kname: str) -> int:
-    top = int(labels.max()) + 1
+    """Alphabet size of checked labels: ``max + 1``, or the declared ``k`` (which
+    must exceed every label).  One parallel min/max pass; negatives are errors."""
+    from infomoe._counting import _observed_size
+
+    top = _observed_size(labels, name)
     if k is None:
         return top
     k = V.check_positive_int(k, kname)
@@ -350,6 +354,12 @@ def _alphabet(labels: np.ndarray, k, name: str, kname: str) -> int:
         raise ValueError(f"`{name}` has label {top - 1}, but `{kname}`={k} declares labels "
                          f"0..{k - 1}; raise `{kname}` or remap the labels.")
     return k
+
+
+#: conditional_mutual_information forms the row index ``z * kx + x`` this many
+#: samples at a time (at least one table's worth), so its extra memory is one
+#: chunk, not one int64 array of the whole input.
+_CMI_CHUNK = 1 << 20
 
 
 def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
@@ -386,7 +396,11 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
     -----
     Counts the ``(kz, kx, ky)`` table as ``contingency(z * kx + x, y)`` and
     evaluates :func:`conditional_mutual_information_table` on it:
-    :math:`I(X;Y|Z) = \sum_z p(z) I(X;Y|Z=z)`.
+    :math:`I(X;Y|Z) = \sum_z p(z) I(X;Y|Z=z)`.  The table is counted
+    straight from the three arrays when there are many samples per cell, else
+    (and with weights) the row index ``z * kx + x`` is formed about a million
+    samples at a time: the memory beyond the inputs is the table and at most
+    one chunk; integer labels of any dtype are read without a copy.
 
     References
     ----------
@@ -401,19 +415,33 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
     >>> float(conditional_mutual_information(x, x ^ z, z))  # Y = X xor Z
     1.0
     """
-    from infomoe._counting import contingency
+    from infomoe._counting import _contingency_zxy, _label_array, contingency
 
     _check_label_options(estimator, base, weights)
-    xa = V.as_labels(x, "x")
-    ya = V.as_labels(y, "y")
-    za = V.as_labels(z, "z")
+    xa = _label_array(x, "x")
+    ya = _label_array(y, "y")
+    za = _label_array(z, "z")
     V.check_same_length(xa, ya, "x", "y")
     V.check_same_length(xa, za, "x", "z")
     kx_ = _alphabet(xa, kx, "x", "kx")
     ky_ = _alphabet(ya, ky, "y", "ky")
     kz_ = _alphabet(za, kz, "z", "kz")
-    table = contingency(za * kx_ + xa, ya, kx=kz_ * kx_, ky=ky_, weights=weights)
-    table = np.asarray(table).reshape(kz_, kx_, ky_)
+    n = xa.shape[0]
+    w = None if weights is None else V.as_weights(weights, "weights", n)
+    table = None if w is not None else _contingency_zxy(za, xa, ya, kz_, kx_, ky_)
+    if table is not None:
+        return conditional_mutual_information_table(table, estimator=estimator, base=base)
+    step = max(_CMI_CHUNK, kz_ * kx_ * ky_)
+
+    def chunks():  # every label is in range already, so a chunk never fails
+        for s in range(0, n, step):
+            rows = za[s:s + step].astype(np.int64)  # the one chunk-sized temporary
+            rows *= kx_
+            rows += xa[s:s + step]
+            yield (rows, ya[s:s + step]) if w is None else (rows, ya[s:s + step], w[s:s + step])
+            del rows  # before the next chunk is made
+
+    table = contingency(chunks(), kx=kz_ * kx_, ky=ky_).reshape(kz_, kx_, ky_)
     return conditional_mutual_information_table(table, estimator=estimator, base=base)
 
 

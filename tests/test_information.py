@@ -274,6 +274,83 @@ def test_samples_api_weights_and_declared_sizes():
     assert float(conditional_mutual_information(x, y, z, weights=w)) >= 0
 
 
+def test_cmi_from_samples_streams_the_row_index(monkeypatch):
+    """The z * kx + x index is formed chunk by chunk: same table, weights kept."""
+    import infomoe._information as info
+    monkeypatch.setattr(info, "_CMI_CHUNK", 1000)
+    rng = np.random.default_rng(21)
+    n = 10_007                                     # 11 chunks, the last one short
+    x = rng.integers(0, 5, n).astype(np.int32)
+    z = rng.integers(0, 3, n).astype(np.uint8)
+    y = (x + z + rng.integers(0, 2, n)) % 4
+    w = rng.random(n)
+    t3 = np.zeros((3, 5, 4), dtype=np.int64)
+    np.add.at(t3, (z, x, y), 1)
+    tw = np.zeros((3, 5, 4))
+    np.add.at(tw, (z, x, y), w)
+    est = conditional_mutual_information(x, y, z)  # many samples per cell: 3-way kernel
+    assert est.n == n and est.k == (3, 5, 4)
+    assert float(est) == float(conditional_mutual_information_table(t3))
+    # weighted: chunks of z * kx + x
+    assert float(conditional_mutual_information(x, y, z, weights=w)) == pytest.approx(
+        float(conditional_mutual_information_table(tw)), rel=1e-12)
+    # sparse (declared kx far above the labels): chunks of z * kx + x too
+    sparse = conditional_mutual_information(x, y, z, kx=50_000)
+    assert sparse.k == (3, 50_000, 4)
+    big = np.zeros((3, 50_000, 4), dtype=np.int64)
+    big[:, :5, :] = t3
+    assert float(sparse) == float(conditional_mutual_information_table(big))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cmi_three_way_kernel_counts_exactly(threads):
+    import numba
+
+    from infomoe._counting import _contingency_zxy
+    rng = np.random.default_rng(23)
+    n = 300_000
+    z = rng.integers(0, 3, n)
+    x = np.where(rng.random(n) < 0.5, 0, rng.integers(0, 7, n)).astype(np.int16)  # heavy cells wrap
+    y = ((x + z) % 5).astype(np.uint8)
+    ref = np.zeros((3, 7, 5), dtype=np.int64)
+    np.add.at(ref, (z, x, y), 1)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        got = _contingency_zxy(z, x, y, 3, 7, 5)
+    finally:
+        numba.set_num_threads(before)
+    assert got.dtype == np.int64 and np.array_equal(got, ref)
+    assert _contingency_zxy(z[:10], x[:10], y[:10], 3, 7, 5) is None  # too sparse: caller streams
+
+
+def test_cmi_from_samples_memory_is_one_chunk_not_the_input():
+    import tracemalloc
+    n = 4_000_000
+    rng = np.random.default_rng(22)
+    x = rng.integers(0, 100, n).astype(np.int32)
+    y = rng.integers(0, 8, n).astype(np.uint8)
+    z = rng.integers(0, 4, n).astype(np.uint8)
+    conditional_mutual_information(x[:100_000], y[:100_000], z[:100_000])  # compile, fill caches
+    tracemalloc.start()
+    try:
+        conditional_mutual_information(x, y, z)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # one int64 row-index chunk (8 MiB) plus small tables; an int64 copy of one
+    # input alone would be 32 MB
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_cmi_label_errors_name_the_argument():
+    x = np.array([0, 1, 2, 1])
+    with pytest.raises(ValueError, match="`x` has label 2, but `kx`=2"):
+        conditional_mutual_information(x, x % 2, x % 2, kx=2)
+    with pytest.raises(ValueError, match="`y` has negative label -1"):
+        conditional_mutual_information(x, -(x % 2), x % 2)
+
+
 def test_samples_errors():
     x = np.array([0, 1, 2, 1])
     with pytest.raises(ValueError, match="weights"):
