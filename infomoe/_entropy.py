@@ -19,7 +19,8 @@ from infomoe import _validate as V
 __all__ = ["Estimate", "ESTIMATORS", "entropy", "shannon_entropy"]
 
 #: Names accepted by ``estimator=`` in :func:`entropy` and the MI functions.
-ESTIMATORS = ("plugin", "miller_madow", "jackknife", "chao_shen", "nsb")
+ESTIMATORS = ("plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger",
+              "james_stein")
 
 
 def _fmt(v) -> str:
@@ -159,6 +160,45 @@ def _chao_shen(c: np.ndarray, n: np.ndarray) -> np.ndarray:
     return terms.sum(axis=-1)
 
 
+def _grassberger_g(c: np.ndarray) -> np.ndarray:
+    """G(n) = psi(n) + (-1)^n (psi((n+1)/2) - psi(n/2)) / 2 for counts n >= 1."""
+    sign = np.where(np.mod(c, 2.0) == 0.0, 1.0, -1.0)
+    return special.digamma(c) + 0.5 * sign * (special.digamma((c + 1.0) / 2.0)
+                                              - special.digamma(c / 2.0))
+
+
+def _grassberger(c: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """log N - (1/N) sum_i n_i G(n_i) over observed bins (Grassberger 2003)."""
+    g = np.zeros_like(c, dtype=np.float64)
+    seen = c > 0
+    g[seen] = _grassberger_g(c[seen].astype(np.float64))
+    return np.log(n) - (c * g).sum(axis=-1) / n
+
+
+def _james_stein_lambda(c: np.ndarray, n: np.ndarray, K: int) -> np.ndarray:
+    """Shrinkage intensity of each row of counts towards the uniform 1/K
+    (Hausser & Strimmer 2009) over ``K`` bins: the observed (nonzero) bins of
+    the row and ``K - #observed`` unobserved ones.  1 when N = 1 or
+    p_hat = 1/K."""
+    p = c / n[:, None]
+    seen = c > 0
+    t = 1.0 / K
+    spread = np.where(seen, (t - p) ** 2, 0.0).sum(axis=-1) + (K - seen.sum(axis=-1)) * t * t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = (1.0 - (p * p).sum(axis=-1)) / ((n - 1.0) * spread)
+    return np.where((n > 1) & (spread > 0), np.clip(lam, 0.0, 1.0), 1.0)
+
+
+def _james_stein(c: np.ndarray, n: np.ndarray, K: int) -> np.ndarray:
+    """Plug-in entropy of the James-Stein shrinkage of p_hat towards 1/K."""
+    lam = _james_stein_lambda(c, n, K)
+    t = 1.0 / K
+    seen = c > 0
+    shrunk = lam[:, None] * t + (1.0 - lam[:, None]) * (c / n[:, None])
+    observed = np.where(seen, special.entr(shrunk), 0.0).sum(axis=-1)
+    return observed + (K - seen.sum(axis=-1)) * special.entr(lam * t)
+
+
 # ---- NSB -----------------------------------------------------------------
 
 
@@ -248,6 +288,10 @@ def _entropy_nats(c2: np.ndarray, K: int, estimator: str):
     if estimator == "nsb":
         out = np.array([_nsb_row(row, K) for row in c2]).reshape(-1, 2)
         return out[:, 0], out[:, 1]
+    if estimator == "grassberger":
+        return _grassberger(c2, n), None
+    if estimator == "james_stein":
+        return _james_stein(c2, n, K), None
     raise AssertionError(estimator)  # pragma: no cover - checked by callers
 
 
@@ -277,7 +321,7 @@ def entropy(counts, *, estimator: str = "plugin", k: Optional[int] = None,
         entries are outcomes that were possible but not observed.  Integer
         counts are required by every estimator but ``"plugin"``, which also
         accepts float (weighted) counts.
-    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb"}
+    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         Which estimator (see Notes).
     k : int, optional
         Alphabet size :math:`K`: the number of possible outcomes (e.g. the
@@ -335,6 +379,16 @@ def entropy(counts, *, estimator: str = "plugin", k: Optional[int] = None,
       moments :math:`E[H|n,\alpha]`, :math:`E[H^2|n,\alpha]` (digamma /
       trigamma) on an adaptively refined grid; ``std`` is the posterior
       standard deviation.
+    * ``"grassberger"``: :math:`\log N - \frac1N\sum_i n_i G(n_i)` with
+      :math:`G(n) = \psi(n) + \frac12(-1)^n\,[\psi(\frac{n+1}2) -
+      \psi(\frac n2)]` (Grassberger 2003), i.e. :math:`\psi(n) +
+      (-1)^n\int_0^1 x^{n-1}/(1+x)\,dx`; unobserved bins contribute nothing.
+    * ``"james_stein"``: plug-in entropy of the shrinkage estimate
+      :math:`\lambda/K + (1-\lambda)\hat p_i` over all :math:`K` bins
+      (declared ``k`` included), :math:`\lambda = \frac{1 - \sum_i \hat
+      p_i^2}{(N-1)\sum_i (1/K - \hat p_i)^2}` clipped to [0, 1]
+      (:math:`\lambda = 1` when :math:`N = 1`) (Hausser & Strimmer 2009).
+      Unlike the others it uses :math:`K`: unobserved outcomes receive mass.
 
     References
     ----------
@@ -350,6 +404,11 @@ def entropy(counts, *, estimator: str = "plugin", k: Optional[int] = None,
     revisited", NIPS 14 (the prior and the posterior integrals; equation
     numbers not checked); D. H. Wolpert and D. R. Wolf (1995),
     Phys. Rev. E 52, for the Dirichlet moments.
+    P. Grassberger (2003), "Entropy estimates from insufficient samplings",
+    arXiv:physics/0307138 (the G(n) above; equation number not checked).
+    J. Hausser and K. Strimmer (2009), "Entropy inference and the James-Stein
+    estimator, with application to nonlinear gene association networks",
+    JMLR 10 (the shrinkage intensity; equation number not checked).
 
     Examples
     --------

@@ -16,7 +16,7 @@ from scipy import special
 
 from infomoe import _validate as V
 from infomoe._entropy import (ESTIMATORS, Estimate, _check_counts, _entropy_nats, _fmt,
-                              _jackknife_d, _n_out, _shape_out)
+                              _jackknife_d, _james_stein_lambda, _n_out, _shape_out)
 
 __all__ = [
     "mutual_information",
@@ -109,6 +109,16 @@ def _combined(t: np.ndarray, n: np.ndarray, groups, estimator: str):
     return value, var
 
 
+def _shrunk_joint(t: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Tables (B, ...) with every cell's count replaced by N times its James-Stein
+    shrunk frequency (towards the uniform over all cells of the table)."""
+    flat = t.reshape(t.shape[0], -1).astype(np.float64)
+    cells = flat.shape[1]
+    lam = _james_stein_lambda(flat, n, cells)[:, None]
+    shrunk = lam / cells + (1.0 - lam) * flat / n[:, None]
+    return (shrunk * n[:, None]).reshape(t.shape)
+
+
 def _result(value_nats, var, base, estimator, n, k, lead):
     lb = math.log(base)
     std = None if var is None else np.sqrt(var) / lb
@@ -123,6 +133,10 @@ _MI_DOC_NOTES = r"""
       (no difference of entropies, so no cancellation); it is never negative
       (rounding below 1e-13 is clipped to 0).  Under independence it is biased
       up by about :math:`(K_X-1)(K_Y-1)/(2N)` nats (Panzeri & Treves 1996).
+    * ``"james_stein"``: the plug-in value of the joint table after James–Stein
+      shrinkage of its cell frequencies towards the uniform over all
+      :math:`K_X K_Y` cells (Hausser & Strimmer 2009, their ``mi.shrink``);
+      never negative.
     * other estimators: :math:`\hat H(X) + \hat H(Y) - \hat H(X,Y)` with the
       chosen entropy estimator on each margin (alphabets :math:`K_X`,
       :math:`K_Y`) and on the joint (alphabet :math:`K_X K_Y`); rows or
@@ -142,6 +156,8 @@ def _table_estimate(table, estimator: str, base, nvars: int, plugin, groups) -> 
     t, lead, dims, n = _flat_tables(table, "table", estimator, nvars)
     if estimator == "plugin":
         value, var = plugin(t, n), None
+    elif estimator == "james_stein":  # plug-in of the shrunk joint (Hausser & Strimmer 2009)
+        value, var = plugin(_shrunk_joint(t, n), n), None
     else:
         value, var = _combined(t, n, groups, estimator)
     return _result(value, var, b, estimator, n, tuple(int(d) for d in dims), lead)
@@ -156,7 +172,7 @@ def mutual_information_table(table, *, estimator: str = "plugin", base: float = 
         Joint counts of X (rows) and Y (columns); leading axes are batched
         (e.g. one table per layer gives one value per layer).  Float
         (weighted) counts only with ``estimator="plugin"``.
-    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb"}
+    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         Entropy estimator used on the margins and the joint (see Notes).
     base : float, default 2
         Logarithm base (2: bits).
@@ -219,7 +235,7 @@ def mutual_information(x, y=None, *, estimator: str = "plugin", kx: Optional[int
         O(table), not O(samples)), as accepted by :func:`infomoe.contingency`.
     y : array_like of int, shape (n,), optional
         Labels of Y.
-    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb"}
+    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         See :func:`mutual_information_table`.
     kx, ky : int, optional
         Alphabet sizes (default: largest label + 1).  Declared values make
@@ -300,7 +316,7 @@ def conditional_mutual_information_table(table, *, estimator: str = "plugin",
     ----------
     table : array_like, shape (..., kz, kx, ky)
         Joint counts indexed ``[z, x, y]``; leading axes are batched.
-    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb"}
+    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         Entropy estimator (see Notes).
     base : float, default 2
         Logarithm base (2: bits).
@@ -319,8 +335,10 @@ def conditional_mutual_information_table(table, *, estimator: str = "plugin",
     -----
     ``"plugin"``: :math:`\sum_z \hat p(z)\, \hat I(X;Y|Z=z) = \sum_{zxy}
     \hat p_{zxy}\log\frac{n_{zxy} n_z}{n_{zx} n_{zy}}`, term by term, never
-    negative.  Other estimators: :math:`\hat H(X,Z) + \hat H(Y,Z) -
-    \hat H(X,Y,Z) - \hat H(Z)` with alphabets :math:`K_X K_Z`,
+    negative.  ``"james_stein"``: the same plug-in value of the table after
+    James–Stein shrinkage of its cells towards the uniform over all
+    :math:`K_Z K_X K_Y` cells.  Other estimators: :math:`\hat H(X,Z) +
+    \hat H(Y,Z) - \hat H(X,Y,Z) - \hat H(Z)` with alphabets :math:`K_X K_Z`,
     :math:`K_Y K_Z`, :math:`K_X K_Y K_Z`, :math:`K_Z`; may be negative (not
     clipped).  ``std``: jackknife standard error for ``"jackknife"``.
 
@@ -372,7 +390,7 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
     ----------
     x, y, z : array_like of int, shape (n,)
         Labels (e.g. input class, selected expert, layer or context bucket).
-    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb"}
+    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         See :func:`conditional_mutual_information_table`.
     kx, ky, kz : int, optional
         Alphabet sizes (default: largest label + 1).

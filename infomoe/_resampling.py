@@ -189,7 +189,7 @@ def bootstrap_mutual_information(x, y=None, *, estimator: str = "plugin",
     x, y : array_like of int, shape (n,)
         Paired labels; or ``x`` an iterable of ``(x, y)`` chunks and
         ``y=None`` (see :func:`infomoe.mutual_information`).
-    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb"}
+    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         Estimator of the statistic (see :func:`infomoe.mutual_information_table`).
     n_resamples : int, default 1000
         Number of bootstrap resamples.
@@ -356,7 +356,7 @@ def independence_test(x, y=None, *, estimator: str = "plugin", n_permutations: i
     x, y : array_like of int, shape (n,)
         Paired labels; or ``x`` an iterable of ``(x, y)`` chunks and
         ``y=None``.
-    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb"}
+    estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         Mutual-information estimator used as the test statistic.
     n_permutations : int, default 1000
         Number of random pairings.

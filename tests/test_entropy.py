@@ -33,7 +33,8 @@ def test_closed_forms_small():
 
 
 def test_public_names():
-    assert ESTIMATORS == ("plugin", "miller_madow", "jackknife", "chao_shen", "nsb")
+    assert ESTIMATORS == ("plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger",
+                          "james_stein")
     assert infomoe.shannon_entropy is shannon_entropy
     assert infomoe.Estimate is Estimate
 
@@ -238,10 +239,76 @@ def test_bias_corrected_estimators_reduce_bias(dist):
             bias[e].append(float(entropy(c, estimator=e, k=k)) - h)
     mean = {e: abs(np.mean(b)) for e, b in bias.items()}
     assert mean["plugin"] > 1.0
-    for e in ("miller_madow", "jackknife", "chao_shen", "nsb"):
+    for e in ("miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"):
         assert mean[e] < 0.75 * mean["plugin"], (e, mean)
     assert mean["nsb"] < 0.5 * mean["plugin"]
     assert mean["chao_shen"] < 0.5 * mean["plugin"]
+
+
+def test_grassberger_g_is_the_integral_form():
+    """G(n) = psi(n) + (-1)^n int_0^1 x^(n-1) / (1 + x) dx (Grassberger 2003)."""
+    import scipy.integrate
+    import scipy.special
+
+    from infomoe._entropy import _grassberger_g
+    n = np.arange(1, 41, dtype=np.float64)
+    quad = np.array([scipy.integrate.quad(lambda x, m=m: x ** (m - 1) / (1 + x), 0, 1,
+                                          epsabs=1e-14, epsrel=1e-13)[0] for m in n])
+    ref = scipy.special.digamma(n) + (-1.0) ** n * quad
+    np.testing.assert_allclose(_grassberger_g(n), ref, rtol=1e-12, atol=1e-13)
+
+
+def test_grassberger_closed_forms():
+    # two singletons: log 2 - G(1), G(1) = -gamma - log 2
+    assert float(entropy([1, 1], estimator="grassberger", base=math.e)) == pytest.approx(
+        2 * math.log(2) + np.euler_gamma, rel=1e-14)
+    # unobserved bins contribute nothing: k does not change the value
+    assert float(entropy([3, 1, 0], estimator="grassberger", k=50)) == float(
+        entropy([3, 1], estimator="grassberger"))
+    # large counts: G(n) = log n - (1 - (-1)^n) / (2n) + O(1/n^2), so odd counts add 1/(2N)
+    c = np.array([40_001, 25_000, 34_999])
+    n = c.sum()
+    odd = (c % 2 == 1).sum()
+    plugin_nats = float(entropy(c, base=math.e))
+    assert float(entropy(c, estimator="grassberger", base=math.e)) == pytest.approx(
+        plugin_nats + odd / n, abs=1e-9)
+
+
+def _james_stein_reference(y, k):
+    """Hausser & Strimmer (2009), written out bin by bin as in their R package."""
+    y = [float(v) for v in y] + [0.0] * (k - len(y))
+    n = sum(y)
+    u = [v / n for v in y]
+    t = 1.0 / k
+    if n <= 1:
+        lam = 1.0
+    else:
+        msp = sum((ui - t) ** 2 for ui in u)
+        lam = 1.0 if msp == 0 else sum(ui * (1 - ui) / (n - 1) for ui in u) / msp
+        lam = min(1.0, max(0.0, lam))
+    f = [lam * t + (1 - lam) * ui for ui in u]
+    return -sum(fi * math.log(fi) for fi in f if fi > 0)
+
+
+@pytest.mark.parametrize("y, k", [
+    ([4, 2, 3, 0, 2, 4, 0, 0, 2, 1, 1], 11),
+    ([4, 2, 3, 0, 2, 4, 0, 0, 2, 1, 1], 40),     # declared alphabet beyond the vector
+    ([100, 1, 1], 3), ([1], 4), ([5, 5, 5, 5], 4), ([7], 1), ([9], 3), ([1, 0, 1], 2),
+])
+def test_james_stein_matches_written_out_formula(y, k):
+    got = float(entropy(y, estimator="james_stein", k=k, base=math.e))
+    assert got == pytest.approx(_james_stein_reference([v for v in y if v] if k < len(y) else y, k),
+                                rel=1e-13, abs=1e-15)
+
+
+def test_james_stein_closed_forms():
+    assert float(entropy([1], estimator="james_stein", k=8)) == pytest.approx(3.0)   # N = 1: uniform
+    assert float(entropy([6, 6, 6], estimator="james_stein")) == pytest.approx(math.log2(3))
+    assert float(entropy([9], estimator="james_stein", k=3)) == 0.0    # lambda = 0: no shrinkage
+    # declaring more (unobserved) outcomes moves mass to them: the estimate grows
+    c = np.array([5, 3, 1])
+    vals = [float(entropy(c, estimator="james_stein", k=k)) for k in (3, 6, 12, 48)]
+    assert all(a < b for a, b in zip(vals, vals[1:]))
 
 
 # ---------------------------------------------------------------- batching, k, properties
@@ -320,7 +387,7 @@ def test_bias_corrected_need_integer_counts(estimator):
 
 def test_entropy_bad_options():
     with pytest.raises(ValueError, match="estimator"):
-        entropy([1, 2], estimator="grassberger")
+        entropy([1, 2], estimator="schurmann")
     with pytest.raises(ValueError, match="`k`=2 is smaller than the 3 bins"):
         entropy([1, 2, 3], k=2)
     with pytest.raises(TypeError, match="`k`"):

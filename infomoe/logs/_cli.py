@@ -20,7 +20,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("log", help="routing-log directory (holding manifest.json)")
     p.add_argument("--out", required=True, help="directory for summary.json and the figures")
     p.add_argument("--estimator", default="plugin",
-                   help="MI / entropy estimator (plugin, miller_madow, jackknife, chao_shen, nsb)")
+                   help="MI / entropy estimator (plugin, miller_madow, jackknife, chao_shen, nsb, grassberger, james_stein)")
     p.add_argument("--base", type=float, default=2.0, help="logarithm base (default 2: bits)")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="layer ids (default all)")
     p.add_argument("--token-buckets", type=int, default=2048,
