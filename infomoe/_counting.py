@@ -86,6 +86,14 @@ _MIN_PARALLEL = 1 << 16
 #: call also paid the page faults of fresh tables; see ``_zeroed_tables``).
 _MAX_THREAD_TABLE_BYTES = 8 << 20
 
+#: ... and only with at least this many samples per cell: each extra thread
+#: costs zeroing its table and adding it into the ``int64`` result.  Measured
+#: for 32,000 x 64: one and two threads break even at 4 samples per cell,
+#: two win by ~10% at 10, lose 30-50% at 1-2 (1e6-sample chunks of a stream).
+#: (:mod:`infomoe._plugin_labels` adds no ``int64`` table: it uses threads from
+#: 1/8 sample per cell.)
+_SAMPLES_PER_CELL_FOR_THREADS = 6
+
 #: The same limit for the ``float64`` tables of weighted counting (8 bytes a
 #: cell): measured to gain 15-25% with 32-256 KiB tables.
 _MAX_WEIGHTED_THREAD_TABLE_BYTES = 1 << 19
@@ -373,7 +381,8 @@ def _contingency_zxy(z, x, y, kz: int, kx: int, ky: int) -> Optional[np.ndarray]
     m = kz * kx * ky
     if n < _SAMPLES_PER_CELL_FOR_PRIVATE * m:
         return None
-    nt = numba.get_num_threads() if n >= _MIN_PARALLEL and m <= _MAX_THREAD_TABLE_BYTES else 1
+    threads = n >= _MIN_PARALLEL and m <= _MAX_THREAD_TABLE_BYTES and n >= _SAMPLES_PER_CELL_FOR_THREADS * m
+    nt = numba.get_num_threads() if threads else 1
     out = np.zeros(m, np.int64)
     bad = _count_private(x, y, np.uint64(kx), np.uint64(ky), out, nt, z, np.uint64(kz))
     if bad:
@@ -474,7 +483,7 @@ def _count_into(out2d: np.ndarray, x, y, w, names, where: str = "") -> None:
     private = n >= _SAMPLES_PER_CELL_FOR_PRIVATE * flat.shape[0]
     m = flat.shape[0]
     if w is None:
-        if private and nt > 1 and m <= _MAX_THREAD_TABLE_BYTES:
+        if nt > 1 and m <= _MAX_THREAD_TABLE_BYTES and n >= _SAMPLES_PER_CELL_FOR_THREADS * m:
             bad = _count_private(x, y, ukx, uky, flat, nt)
         elif private:
             log = np.empty(n // _WRAP + 1, np.int64)

@@ -288,6 +288,17 @@ def test_kernels_correct_for_any_split(nt):
     assert _counting._max_label(x, nt) == (x.min(), x.max())
 
 
+@settings(derandomize=True, deadline=None, max_examples=80)
+@given(st.sampled_from([np.int64, np.int32, np.int8, np.uint8, np.uint16]),
+       st.integers(1, 60), st.integers(0, 20), st.integers(0, 2**31 - 1))
+def test_min_max_any_length_offset_and_dtype(dtype, length, lo, seed):
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(info.min, info.max, lo + length, endpoint=True, dtype=dtype)
+    mn, mx = _counting._min_max(x, lo, lo + length)
+    assert (mn, mx) == (x[lo:].min(), x[lo:].max())
+
+
 # --------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------
