@@ -414,7 +414,11 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
     -----
     Counts the ``(kz, kx, ky)`` table as ``contingency(z * kx + x, y)`` and
     evaluates :func:`conditional_mutual_information_table` on it:
-    :math:`I(X;Y|Z) = \sum_z p(z) I(X;Y|Z=z)`.  The table is counted
+    :math:`I(X;Y|Z) = \sum_z p(z) I(X;Y|Z=z)`.  The plug-in without weights
+    from 65,536 samples and 1/8 sample per cell on skips the ``int64`` table
+    as :func:`mutual_information` does (2e7 samples into 4 x 8,000 x 64: 40 ms
+    instead of 87 ms), equal to the table route to about 1e-15 of
+    :math:`H(Y|Z)`.  Otherwise the table is counted
     straight from the three arrays when there are many samples per cell, else
     (and with weights) the row index ``z * kx + x`` is formed about a million
     samples at a time: the memory beyond the inputs is the table and at most
@@ -446,6 +450,11 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
     kz_ = _alphabet(za, kz, "z", "kz")
     n = xa.shape[0]
     w = None if weights is None else V.as_weights(weights, "weights", n)
+    if w is None and estimator == "plugin":
+        from infomoe._plugin_labels import plugin_cmi_nats
+        fused = plugin_cmi_nats(xa, ya, za, kz_, kx_, ky_)
+        if fused is not None:
+            return _result(fused, None, V.check_base(base), "plugin", n, (kz_, kx_, ky_), ())
     table = None if w is not None else _contingency_zxy(za, xa, ya, kz_, kx_, ky_)
     if table is not None:
         return conditional_mutual_information_table(table, estimator=estimator, base=base)

@@ -107,6 +107,47 @@ def test_fused_inferred_sizes_are_reported():
     assert est.k == (int(x.max()) + 1, int(y.max()) + 1)
 
 
+@pytest.mark.parametrize("kz, kx, ky, seed", [(1, 40, 6, 0), (3, 50, 7, 1), (6, 200, 16, 2), (2, 3, 300, 3)])
+def test_fused_cmi_equals_table_route(kz, kx, ky, seed):
+    rng = np.random.default_rng(seed)
+    x, y = _skewed(3 * N, kx, ky, seed)
+    z = (x + rng.integers(0, 2, x.size)) % kz                 # Z depends on X
+    assert P.plugin_cmi_nats(x, y, z, kz, kx, ky) is not None
+    table = np.zeros((kz, kx, ky), np.int64)
+    np.add.at(table, (z, x, y), 1)
+    ref = infomoe.conditional_mutual_information_table(table)
+    est = infomoe.conditional_mutual_information(x, y, z)
+    assert est.k == (kz, kx, ky) and est.n == 3 * N and est.estimator == "plugin"
+    assert float(est) == pytest.approx(float(ref), rel=1e-12, abs=1e-13)
+    if kz == 1:   # I(X;Y|const) = I(X;Y)
+        assert float(est) == pytest.approx(float(infomoe.mutual_information(x, y)), rel=1e-13)
+
+
+def test_fused_cmi_threads_and_wraps():
+    rng = np.random.default_rng(12)
+    n = 4 * N
+    z = rng.integers(0, 3, n)
+    x = np.where(rng.random(n) < 0.6, 0, rng.integers(0, 9, n))   # cell (z, 0, .) wraps often
+    y = (x * 3 + z) % 5
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = P.plugin_cmi_nats(x, y, z, 3, 9, 5)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = P.plugin_cmi_nats(x, y, z, 3, 9, 5)
+    finally:
+        numba.set_num_threads(before)
+    assert one == two
+    table = np.zeros((3, 9, 5), np.int64)
+    np.add.at(table, (z, x, y), 1)
+    assert one / math.log(2) == pytest.approx(
+        float(infomoe.conditional_mutual_information_table(table)), rel=1e-12)
+    # Y a function of (X, Z): I(X;Y|Z) = H(Y|Z)
+    ny_z = table.sum(axis=1).astype(float)
+    h_y_given_z = -(ny_z * np.log(np.where(ny_z > 0, ny_z / ny_z.sum(1, keepdims=True), 1))).sum() / n
+    assert one == pytest.approx(h_y_given_z, rel=1e-12)
+
+
 def test_not_taken_when_table_is_sparse_or_input_small():
     rng = np.random.default_rng(10)
     x = rng.integers(0, 10_000, N)
