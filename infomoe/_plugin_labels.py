@@ -23,8 +23,8 @@ and then evaluating the plug-in on it.
 
 :func:`infomoe.conditional_mutual_information` comes here too: its rows are
 ``z * kx + x`` (counted from the three arrays, no index array), and
-:math:`N\hat I(X;Y|Z)` subtracts :math:`\sum_z(\sum_y n_{zy}\ln n_{zy} -
-n_z\ln n_z)` instead of the single column term.
+:math:`N\\hat I(X;Y|Z)` subtracts :math:`\\sum_z(\\sum_y n_{zy}\\ln n_{zy} -
+n_z\\ln n_z)` instead of the single column term.
 
 The value is a difference of entropies, so it carries a rounding error of a
 few ulps of :math:`H(Y)` (about 1e-15 of it, against 1e-16 of
