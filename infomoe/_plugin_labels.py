@@ -214,4 +214,8 @@ def _fused_nats(x, y, z, kz: int, kx: int, ky: int, names) -> float:
     nzs = cf.sum(axis=1)
     zlogz = np.where(nzs > 0, nzs * np.log(np.where(nzs > 0, nzs, 1.0)), 0.0)
     value = (float(parts.sum()) - float((ylogy - zlogz).sum())) / n
-    return max(value, 0.0)  # plug-in (C)MI is >= 0 (Gibbs); a negative is rounding
+    # plug-in (C)MI is >= 0 (Gibbs): a negative value is rounding, of order
+    # 1e-16 * H * sqrt(rows) nats; anything far below zero would be a bug
+    if value < -1e-9:
+        raise AssertionError(f"fused plug-in gave {value!r} nats < 0")  # pragma: no cover
+    return max(value, 0.0)
