@@ -6,6 +6,8 @@ import threading
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import infomoe
 from infomoe import _counting as C
@@ -92,6 +94,27 @@ def test_fused_value_independent_of_thread_count(threads):
     finally:
         numba.set_num_threads(before)
     assert one == many  # bit for bit: exact counts, row blocks summed in a fixed order
+
+
+@settings(derandomize=True, deadline=None, max_examples=25)
+@given(st.integers(1, 7), st.integers(1, 7), st.integers(0, 2**32 - 1))
+def test_fused_properties(kx, ky, seed):
+    """I >= 0, I <= min(H(X), H(Y)), symmetry, relabelling, data processing, on the fused path."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.full(kx * ky, 0.3))
+    cells = rng.choice(kx * ky, size=N, p=p)
+    x, y = cells // ky, cells % ky
+    mi = lambda a, b: float(infomoe.mutual_information(a, b))  # noqa: E731
+    i_xy = mi(x, y)
+    assert P.plugin_mi_nats(x, y, None, None) is not None or N < 8 * kx * ky
+    hx = float(infomoe.entropy(infomoe.label_counts(x)))
+    hy = float(infomoe.entropy(infomoe.label_counts(y)))
+    assert 0.0 <= i_xy <= min(hx, hy) + 1e-12
+    assert mi(y, x) == pytest.approx(i_xy, abs=1e-12)
+    px, py = rng.permutation(kx), rng.permutation(ky)
+    assert mi(px[x], py[y]) == pytest.approx(i_xy, abs=1e-12)
+    f = rng.integers(0, max(ky - 1, 1), ky)                 # a coarsening of Y
+    assert mi(x, f[y]) <= i_xy + 1e-12
 
 
 @pytest.mark.parametrize("dtx, dty", [(np.int64, np.int64), (np.int32, np.uint8), (np.uint16, np.int8)])
