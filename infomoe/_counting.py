@@ -148,7 +148,12 @@ def _scatter_small(x, y, lo, hi, kx, ky, table, log):
 @njit(nogil=True, cache=True)
 def _scatter_small_zx(z, x, y, lo, hi, kz, kx, ky, table, log):
     """:func:`_scatter_small` for the cell ``(z[i] * kx + x[i]) * ky + y[i]``
-    of a ``(kz, kx, ky)`` table (conditional MI), without an index array."""
+    of a ``(kz, kx, ky)`` table (conditional MI), without an index array.
+
+    The counter update is written out in both kernels on purpose: moving it
+    into a shared ``@njit(inline="always")`` helper measured 230 ms instead
+    of 29 ms for 2e7 pairs.
+    """
     nlog = 0
     bad = 0
     for i in range(lo, hi):
