@@ -117,6 +117,19 @@ def test_fused_properties(kx, ky, seed):
     assert mi(x, f[y]) <= i_xy + 1e-12
 
 
+@pytest.mark.parametrize("workers", [3, 5])
+def test_fused_more_workers_than_cores(monkeypatch, workers):
+    """More than two private tables take the general row path (sums of several
+    uint8 tables, counts up to 255 * workers); the value must not change."""
+    x, y = _skewed(4 * N, 700, 24, 13)
+    z = x % 3
+    ref_mi = P.plugin_mi_nats(x, y, None, None)
+    ref_cmi = P.plugin_cmi_nats(x, y, z, 3, 700, 24)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: workers)
+    assert P.plugin_mi_nats(x, y, None, None) == ref_mi
+    assert P.plugin_cmi_nats(x, y, z, 3, 700, 24) == ref_cmi
+
+
 @pytest.mark.parametrize("dtx, dty", [(np.int64, np.int64), (np.int32, np.uint8), (np.uint16, np.int8)])
 def test_fused_any_integer_dtype(dtx, dty):
     x, y = _skewed(N, 200, 50, 8)
