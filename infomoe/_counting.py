@@ -357,6 +357,15 @@ def _scatter_private(x, y, kx, ky, tables, z=None, kz=None):
     return logs, nlogs, sum(bads)
 
 
+def _private_threads(n: int, m: int) -> int:
+    """Workers for counting ``n`` samples into an ``int64`` table of ``m`` cells
+    through private uint8 tables (1: the caller alone)."""
+    if (n >= _MIN_PARALLEL and m <= _MAX_THREAD_TABLE_BYTES
+            and n >= _SAMPLES_PER_CELL_FOR_THREADS * m):
+        return numba.get_num_threads()
+    return 1
+
+
 def _count_private(x, y, kx, ky, out, nt, z=None, kz=None):
     """Unweighted counting by ``nt`` workers, each through its own uint8 table.
 
@@ -386,10 +395,8 @@ def _contingency_zxy(z, x, y, kz: int, kx: int, ky: int) -> Optional[np.ndarray]
     m = kz * kx * ky
     if n < _SAMPLES_PER_CELL_FOR_PRIVATE * m:
         return None
-    threads = n >= _MIN_PARALLEL and m <= _MAX_THREAD_TABLE_BYTES and n >= _SAMPLES_PER_CELL_FOR_THREADS * m
-    nt = numba.get_num_threads() if threads else 1
     out = np.zeros(m, np.int64)
-    bad = _count_private(x, y, np.uint64(kx), np.uint64(ky), out, nt, z, np.uint64(kz))
+    bad = _count_private(x, y, np.uint64(kx), np.uint64(ky), out, _private_threads(n, m), z, np.uint64(kz))
     if bad:
         raise AssertionError("labels out of range reached the 3-way counting kernel")  # pragma: no cover
     return out.reshape(kz, kx, ky)
@@ -488,8 +495,9 @@ def _count_into(out2d: np.ndarray, x, y, w, names, where: str = "") -> None:
     private = n >= _SAMPLES_PER_CELL_FOR_PRIVATE * flat.shape[0]
     m = flat.shape[0]
     if w is None:
-        if nt > 1 and m <= _MAX_THREAD_TABLE_BYTES and n >= _SAMPLES_PER_CELL_FOR_THREADS * m:
-            bad = _count_private(x, y, ukx, uky, flat, nt)
+        nt_private = _private_threads(n, m)
+        if nt_private > 1:
+            bad = _count_private(x, y, ukx, uky, flat, nt_private)
         elif private:
             log = np.empty(n // _WRAP + 1, np.int64)
             with _zeroed_tables(1, m) as table:

@@ -155,11 +155,10 @@ def plugin_mi_nats(x, y, kx: Optional[int], ky: Optional[int]) -> Optional[tuple
     ya = C._label_array(y, "y")
     check_same_length(xa, ya, "x", "y")
     n = xa.shape[0]
-    if n < _MIN_SAMPLES:
+    if n < _MIN_SAMPLES:  # decided before the sizes are inferred (a pass over the labels)
         return None
     kx_, ky_ = C._sizes_for(xa, ya, C._declared_size(kx, "kx"), C._declared_size(ky, "ky"), names)
-    m = kx_ * ky_
-    if n < C._SAMPLES_PER_CELL_FOR_PRIVATE * m:
+    if not _worth_fusing(n, kx_ * ky_):
         return None
     return _fused_nats(xa, ya, None, 1, kx_, ky_, names), n, kx_, ky_
 
@@ -169,10 +168,14 @@ def plugin_cmi_nats(x: np.ndarray, y: np.ndarray, z: np.ndarray, kz: int, kx: in
     """Plug-in I(X;Y|Z) in nats of checked label arrays (every label already
     known to be below its alphabet size), or None when not worth it (the
     same rule as :func:`plugin_mi_nats`)."""
-    n = x.shape[0]
-    if n < _MIN_SAMPLES or n < C._SAMPLES_PER_CELL_FOR_PRIVATE * kz * kx * ky:
+    if not _worth_fusing(x.shape[0], kz * kx * ky):
         return None
     return _fused_nats(x, y, z, kz, kx, ky, (("x", "kx"), ("y", "ky")))
+
+
+def _worth_fusing(n: int, m: int) -> bool:
+    """Enough samples, and enough per cell of an ``m``-cell table, for the fused path."""
+    return n >= _MIN_SAMPLES and n >= C._SAMPLES_PER_CELL_FOR_PRIVATE * m
 
 
 def _fused_nats(x, y, z, kz: int, kx: int, ky: int, names) -> float:
