@@ -27,9 +27,10 @@ from infomoe.logs.export._jax import router_mask_to_ids as router_mask_to_ids
 from infomoe.logs.export._jax import routing_from_intermediates as routing_from_intermediates
 from infomoe.logs.export._jax import write_intermediates as write_intermediates
 from infomoe.logs.export._torch import RouterAdapter as RouterAdapter
+from infomoe.logs.export._torch import RouterSignatureError as RouterSignatureError
 from infomoe.logs.export._torch import RouterSite as RouterSite
 from infomoe.logs.export._torch import RoutingRecorder as RoutingRecorder
 
-__all__ = ["ADAPTERS", "TINY_ARCHS", "RouterAdapter", "RouterSite", "RoutingRecorder", "find_leaves",
-           "get_adapter", "router_indices_to_ids", "router_mask_to_ids", "routing_from_intermediates",
-           "tiny_config", "tiny_model", "write_intermediates"]
+__all__ = ["ADAPTERS", "TINY_ARCHS", "RouterAdapter", "RouterSignatureError", "RouterSite", "RoutingRecorder",
+           "find_leaves", "get_adapter", "router_indices_to_ids", "router_mask_to_ids",
+           "routing_from_intermediates", "tiny_config", "tiny_model", "write_intermediates"]

@@ -26,7 +26,7 @@ import numpy as np
 
 from infomoe._validate import check_positive_int
 
-__all__ = ["RouterAdapter", "RoutingRecorder", "RouterSite"]
+__all__ = ["RouterAdapter", "RouterSignatureError", "RoutingRecorder", "RouterSite", "upstream_versions"]
 
 _INT_RE = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
 
@@ -59,6 +59,53 @@ class RouterSite:
 def _first_int(name: str) -> Optional[int]:
     m = _INT_RE.search(name)
     return None if m is None else int(m.group(1))
+
+
+def upstream_versions() -> str:
+    """The installed versions of the libraries whose router code the adapters read, for messages."""
+    from importlib import metadata
+
+    parts = []
+    for dist in ("torch", "transformers"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} not installed")
+    return ", ".join(parts)
+
+
+#: The upstream releases the built-in adapters are written and tested for (also in setup.cfg).
+SUPPORTED_UPSTREAM = "torch >=2.4,<3 (tested 2.13.0), transformers >=5.0,<6 (tested 5.24.0)"
+
+
+def _describe(x) -> str:
+    try:
+        import torch
+        if torch.is_tensor(x):
+            return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(x, (tuple, list)):
+        items = ", ".join(_describe(e) for e in x[:4]) + (", ..." if len(x) > 4 else "")
+        return f"a {type(x).__name__} of {len(x)}: ({items})"
+    return f"a {type(x).__name__}"
+
+
+class RouterSignatureError(TypeError):
+    """A router returned something its adapter does not know how to read.
+
+    Raised on the first forward pass, so that an upstream change of a router's
+    signature stops the run with a message naming the versions instead of
+    recording wrong expert ids.
+    """
+
+    def __init__(self, adapter, module, what: str):
+        self.adapter_name = adapter.name
+        super().__init__(
+            f"adapter {adapter.name!r}: router {type(module).__name__} {what}. This adapter is written for "
+            f"{SUPPORTED_UPSTREAM}; installed: {upstream_versions()}. The router's signature has changed "
+            "upstream: pass convert= (or ids_index=/weights_index=) to RouterAdapter, or install a supported "
+            "version.")
 
 
 @dataclass(frozen=True)
@@ -157,16 +204,35 @@ class RouterAdapter:
 
     # -- conversion --------------------------------------------------------
     def read(self, module, output):
-        """``(ids (T, k) int, weights (T, k) float, logits (T, E) or None)`` from a router output."""
+        """``(ids (T, k) int, weights (T, k) float, logits (T, E) or None)`` from a router output.
+
+        Raises :class:`RouterSignatureError` (naming the installed torch and
+        transformers versions) when the output is not the layout this
+        adapter reads: upstream changed the router's signature.
+        """
+        import torch
+
         if self.convert is not None:
             ids, weights, logits = self.convert(module, output)
         else:
-            if not isinstance(output, (tuple, list)):
-                raise TypeError(f"adapter {self.name!r}: router {type(module).__name__} returned "
-                                f"{type(output).__name__}, expected a tuple; pass convert= to RouterAdapter.")
+            wanted = [i for i in (self.ids_index, self.weights_index, self.logits_index) if i is not None]
+            if not isinstance(output, (tuple, list)) or len(output) <= max(wanted):
+                raise RouterSignatureError(
+                    self, module, f"returned {_describe(output)}, expected a tuple with the expert ids at "
+                    f"[{self.ids_index}] and the gate weights at [{self.weights_index}]")
             ids = output[self.ids_index]
             weights = output[self.weights_index]
             logits = None if self.logits_index is None else output[self.logits_index]
+        if not (torch.is_tensor(ids) and not ids.is_floating_point() and not ids.is_complex()
+                and ids.dtype != torch.bool):
+            raise RouterSignatureError(self, module, f"gave expert ids {_describe(ids)}, expected an integer "
+                                                     "tensor (tokens, k)")
+        if not (torch.is_tensor(weights) and weights.is_floating_point()):
+            raise RouterSignatureError(self, module, f"gave gate weights {_describe(weights)}, expected a "
+                                                     "floating-point tensor (tokens, k)")
+        if logits is not None and not (torch.is_tensor(logits) and logits.is_floating_point()):
+            raise RouterSignatureError(self, module, f"gave router logits {_describe(logits)}, expected a "
+                                                     "floating-point tensor (tokens, experts)")
         return ids, weights, logits
 
     def manifest_options(self, model) -> dict:
@@ -174,6 +240,53 @@ class RouterAdapter:
         meta = dict(self.metadata(model)) if self.metadata is not None else {}
         return dict(score_function=self.score_function, topk_order=self.topk_order,
                     norm_topk_prob=None if norm is None else bool(norm), metadata=meta)
+
+
+#: Keyword names under which transformers has passed the KV cache to a model's forward:
+#: ``past_key_values`` (4.x, 5.x before 5.2x), ``cache`` (5.2x; ``past_key_values`` deprecated),
+#: ``cache_params`` (state-space / hybrid models).
+CACHE_KWARGS = ("past_key_values", "cache", "cache_params")
+
+
+def _cached_length(cache) -> int:
+    """Tokens already held by a KV cache object (0 when unknown or empty)."""
+    import torch
+
+    if cache is None:
+        return 0
+    if hasattr(cache, "get_seq_length"):  # transformers Cache objects (DynamicCache, StaticCache, ...)
+        try:
+            return int(cache.get_seq_length())
+        except Exception:  # pragma: no cover - exotic caches that cannot tell
+            return 0
+    if isinstance(cache, (tuple, list)) and cache:  # legacy: per layer (key, value), (batch, heads, past, dim)
+        first = cache[0]
+        if isinstance(first, (tuple, list)) and first and torch.is_tensor(first[0]) and first[0].ndim >= 3:
+            return int(first[0].shape[-2])
+    return 0
+
+
+def _past_length(kwargs: dict, seq_len: int, mask) -> int:
+    """How many tokens of each sequence came before this forward call (0: a new batch).
+
+    Reads every convention transformers has used to continue a sequence:
+    a non-empty KV cache under any of :data:`CACHE_KWARGS`, ``cache_position``
+    (the absolute positions of the new tokens), an attention mask longer than
+    the input, and explicit ``position_ids`` that start past 0 in every row.
+    The largest of these wins (they agree whenever they are all present).
+    """
+    import torch
+
+    past = max(_cached_length(kwargs.get(k)) for k in CACHE_KWARGS)
+    cpos = kwargs.get("cache_position")
+    if torch.is_tensor(cpos) and cpos.numel() > 0:
+        past = max(past, int(cpos.reshape(-1)[0]))
+    if mask is not None and mask.shape[-1] > seq_len:
+        past = max(past, int(mask.shape[-1]) - seq_len)
+    pid = kwargs.get("position_ids")
+    if torch.is_tensor(pid) and pid.ndim == 2 and pid.shape[-1] == seq_len and pid.numel() > 0:
+        past = max(past, int(pid.min()))  # a prefill, padded or not, has a token at position 0
+    return past
 
 
 class _BatchInfo:
@@ -235,10 +348,12 @@ class RoutingRecorder:
     ``position = cumsum(mask) - 1`` (correct for left padding), or the
     ``position_ids`` argument when the call passes one; each new batch
     gets fresh ``seq_id`` values ``0, 1, ...`` counting across batches.  A
-    forward with a non-empty KV cache (``past_key_values`` with
-    ``get_seq_length() > 0``, or an attention mask longer than the input)
-    continues the previous batch: same ``seq_id`` values, positions carry
-    on.  So ``model.generate(...)`` inside the recorder records prompt and
+    forward that continues sequences -- a non-empty KV cache (passed as
+    ``past_key_values``, ``cache`` or ``cache_params``, as transformers 4.x
+    and 5.x do), a ``cache_position`` past 0, an attention mask longer than
+    the input, or ``position_ids`` that start past 0 in every row -- on a
+    batch of the previous batch's size continues it: same ``seq_id`` values,
+    positions carry on.  So ``model.generate(...)`` inside the recorder records prompt and
     generated tokens per sequence.  :meth:`set_batch` overrides any of these
     for the next forward pass (e.g. labels, or token ids when the model is
     called with ``inputs_embeds``).
@@ -293,7 +408,9 @@ class RoutingRecorder:
         sites = self.adapter.sites(model)
         if not sites:
             raise ValueError(f"adapter {self.adapter.name!r} found no router modules in "
-                             f"{type(model).__name__} (looked for {self.adapter.router_classes or 'match='}).")
+                             f"{type(model).__name__} (looked for {self.adapter.router_classes or 'match='}); "
+                             f"installed: {upstream_versions()}, built-in adapters are written for "
+                             f"{SUPPORTED_UPSTREAM}.")
         if layers is not None:
             wanted = [int(x) for x in layers]
             have = {s.layer_id for s in sites}
@@ -314,6 +431,7 @@ class RoutingRecorder:
         self._override: Optional[dict] = None
         self._prev: Optional[_BatchInfo] = None
         self._next_seq = 0
+        self._has_token_ids: Optional[bool] = None
         self._buf: list = []
         self._buf_tokens = 0
         self.num_tokens_recorded = 0
@@ -425,15 +543,7 @@ class RoutingRecorder:
         else:
             self._ctx = None  # unknown layout: router outputs of this pass are ignored
             return None
-        past = 0
-        cache = kwargs.get("past_key_values")
-        if cache is not None and hasattr(cache, "get_seq_length"):
-            try:
-                past = int(cache.get_seq_length())
-            except Exception:  # pragma: no cover - exotic caches
-                past = 0
-        if mask is not None and mask.shape[-1] > seq_len:
-            past = max(past, int(mask.shape[-1]) - seq_len)
+        past = _past_length(kwargs, seq_len, mask)
         continuing = past > 0 and self._prev is not None and self._prev.n_seq == n_seq
 
         if ov.get("seq_id") is not None:
@@ -476,6 +586,13 @@ class RoutingRecorder:
         else:
             lab = None
         tok = None if input_ids is None else input_ids.reshape(n_seq, seq_len).to(torch.int64)
+        if self._has_token_ids is None:
+            self._has_token_ids = tok is not None
+        elif self._has_token_ids != (tok is not None):
+            raise ValueError("RoutingRecorder: this forward pass has " + ("no " if tok is None else "")
+                             + "token ids but earlier ones " + ("had" if tok is None else "had none")
+                             + "; one log holds token ids for every token or for none (call "
+                             "set_batch(input_ids=...) before a forward with inputs_embeds).")
         self._ctx = _BatchInfo(n_seq, seq_len, seq2, pos, valid, tok, lab)
         self._pending = {}
         return None
@@ -528,7 +645,8 @@ class RoutingRecorder:
                     raise RuntimeError(
                         f"RoutingRecorder: router {s.name!r} returned expert ids of shape "
                         f"{tuple(ids.shape)} and weights {tuple(w.shape)}, expected ({n_tok}, {s.top_k}) "
-                        f"for a batch of {ctx.n_seq} x {ctx.seq_len} tokens.")
+                        f"for a batch of {ctx.n_seq} x {ctx.seq_len} tokens ({upstream_versions()}; "
+                        f"adapters are written for {SUPPORTED_UPSTREAM}).")
                 ids_l.append(ids.to(torch.int32))
                 w_l.append(w.to(torch.float32))
                 if lg is not None:
@@ -563,9 +681,15 @@ class RoutingRecorder:
 
         def cat_host(key):
             parts = [r[key] for r in buf]
-            if any(p is None for p in parts):
+            if all(p is None for p in parts):
                 return None
             return torch.cat(parts, dim=0).cpu().numpy()
+
+        # labelled and unlabelled batches in one shard, or after labelled shards: unlabelled = -1
+        if any(r["label"] is not None for r in buf) or "label" in (self._writer.manifest.columns or {}):
+            for r in buf:
+                if r["label"] is None:
+                    r["label"] = torch.full_like(r["seq_id"], -1)
 
         def cat_layers(key):
             first = buf[0][key]

@@ -172,3 +172,45 @@ def test_auto_adapter_on_unsupported_model(tmp_path):
 def test_every_supported_type_has_a_tiny_model():
     base = {k.split(":")[0] for k in ADAPTERS}
     assert base == set(TINY_ARCHS)
+
+
+def _version(dist):
+    from importlib import metadata
+    return metadata.version(dist)
+
+
+@pytest.mark.parametrize("arch", ["mixtral", "deepseek_v3"])
+def test_renamed_router_class_fails_loudly_naming_the_version(arch, tmp_path):
+    # upstream drift: transformers renames the router class -> no router found, the message says which
+    # transformers is installed and which range the adapters are written for
+    model = tiny_model(arch)
+    for r in _routers(model):
+        r.__class__ = type(type(r).__name__ + "V2", (type(r),), {})
+    with pytest.raises(ValueError, match="found no router modules") as err:
+        RoutingRecorder(model, tmp_path / "log")
+    assert f"transformers {_version('transformers')}" in str(err.value)
+    assert "transformers >=5.0,<6" in str(err.value)
+
+
+def test_changed_router_output_fails_loudly_naming_the_version(tmp_path):
+    # upstream drift: the router returns (logits, indices) instead of (logits, scores, indices)
+    from infomoe.logs.export import RouterSignatureError
+
+    model = tiny_model("olmoe")
+    for r in _routers(model):
+        orig = r.forward
+        r.forward = lambda h, _orig=orig: (_orig(h)[0], _orig(h)[2])
+    with pytest.raises(RouterSignatureError, match="returned a tuple of 2") as err:
+        with RoutingRecorder(model, tmp_path / "log"), torch.no_grad():
+            model(input_ids=torch.randint(3, 99, (1, 4)))
+    assert f"transformers {_version('transformers')}" in str(err.value)
+
+
+def test_installed_versions_are_in_the_supported_range():
+    # fails loudly when pip serves a torch/transformers release outside the range setup.cfg states
+    from infomoe.logs.export._torch import SUPPORTED_UPSTREAM
+    tv = tuple(int(x) for x in _version("transformers").split(".")[:1])
+    assert tv[0] == 5, (f"transformers {_version('transformers')} is outside the supported range "
+                        f"({SUPPORTED_UPSTREAM}); check the adapters and update setup.cfg")
+    pt = tuple(int(x) for x in _version("torch").split("+")[0].split(".")[:2])
+    assert (2, 4) <= pt < (3, 0), f"torch {_version('torch')} is outside {SUPPORTED_UPSTREAM}"

@@ -164,11 +164,32 @@ def test_inputs_embeds_with_set_batch_token_ids(tmp_path):
     with RoutingRecorder(model, tmp_path / "log", adapter=TOY, step=5, rank=2) as rec, torch.no_grad():
         rec.set_batch(input_ids=ids, seq_id=[42])
         model(inputs_embeds=model.embed(ids))
-        model(inputs_embeds=model.embed(ids))                     # no override: running counter
+        rec.set_batch(input_ids=ids)
+        model(inputs_embeds=model.embed(ids))                     # no seq_id override: running counter
     d = open_log(tmp_path / "log").read()
     np.testing.assert_array_equal(d["seq_id"], [42] * 3 + [0] * 3)
+    np.testing.assert_array_equal(d["token_id"], ids.reshape(-1).tolist() * 2)
     np.testing.assert_array_equal(d["step"], [5] * 6)
     np.testing.assert_array_equal(d["rank"], [2] * 6)
+
+
+def test_token_ids_for_some_batches_only_is_an_error_not_a_lost_column(tmp_path):
+    model = ToyMoE()
+    ids = torch.randint(0, 20, (1, 3))
+    with pytest.raises(ValueError, match=r"set_batch\(input_ids=\.\.\.\)"):
+        with RoutingRecorder(model, tmp_path / "log", adapter=TOY) as rec, torch.no_grad():
+            rec.set_batch(input_ids=ids)
+            model(inputs_embeds=model.embed(ids))
+            model(inputs_embeds=model.embed(ids))                 # no token ids: would drop the column
+
+
+def test_labels_of_some_batches_are_kept_unlabelled_ones_are_minus_one(tmp_path):
+    model = ToyMoE()
+    with RoutingRecorder(model, tmp_path / "log", adapter=TOY, flush_tokens=1000) as rec, torch.no_grad():
+        model(torch.randint(0, 20, (1, 2)))                       # unlabelled
+        rec.set_batch(label=[3])
+        model(torch.randint(0, 20, (1, 2)))                       # same shard, labelled
+    np.testing.assert_array_equal(open_log(tmp_path / "log").read()["label"], [-1, -1, 3, 3])
 
 
 def test_subset_of_layers_and_open_writer(tmp_path):
@@ -207,7 +228,7 @@ def test_bad_inputs(tmp_path):
         RoutingRecorder(model, tmp_path / "a")
     bad = RouterAdapter("bad", ("ToyRouter",), ids_index=0, weights_index=1)   # logits read as ids
     before = _hook_count(model)
-    with pytest.raises(RuntimeError, match="expected \\(4, 2\\)"):
+    with pytest.raises(TypeError, match="gave expert ids a torch.float32 tensor of shape \\(4, 5\\)"):
         with RoutingRecorder(model, tmp_path / "b", adapter=bad), torch.no_grad():
             model(torch.randint(0, 20, (1, 4)))
     assert _hook_count(model) == before
@@ -223,3 +244,141 @@ def test_explicit_position_ids_win(tmp_path):
     with RoutingRecorder(model, tmp_path / "log"), torch.no_grad():
         model(input_ids=ids, position_ids=torch.tensor([[0, 1, 0, 1]]))   # two packed sequences
     np.testing.assert_array_equal(open_log(tmp_path / "log").read()["position"], [0, 1, 0, 1])
+
+
+# -- continuation: every convention transformers has used to pass the KV cache ---------------------
+
+class _StubCache:
+    """Stands in for a transformers ``Cache``: only ``get_seq_length`` is read."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def get_seq_length(self, layer_idx=0):
+        return self.n
+
+
+class ToyLM(ToyMoE):
+    """A ToyMoE whose forward accepts (and ignores) every cache/position keyword of transformers."""
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **cache_kwargs):
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds)
+
+
+def _legacy_tuple_cache(batch, past):
+    kv = torch.zeros(batch, 2, past, 4)
+    return tuple((kv, kv) for _ in range(3))
+
+
+# how each transformers version calls the model's forward for the decode step after `past` tokens
+# (batch of 2, one new token per sequence); the prefill call is the same call with past = 0
+_CONVENTIONS = {
+    # 4.x: legacy tuple cache, full-length attention mask
+    "4.x legacy tuple cache": lambda b, past, s: dict(
+        past_key_values=_legacy_tuple_cache(b, past) if past else None,
+        attention_mask=torch.ones(b, past + s, dtype=torch.long)),
+    # 4.3x-5.1x: Cache object under past_key_values, cache_position, full-length mask
+    "past_key_values Cache + cache_position": lambda b, past, s: dict(
+        past_key_values=_StubCache(past), cache_position=torch.arange(past, past + s),
+        attention_mask=torch.ones(b, past + s, dtype=torch.long)),
+    # 5.2x: Cache object under `cache`, no mask for an unpadded batch, explicit position_ids
+    "cache= without mask (5.2x generate)": lambda b, past, s: dict(
+        cache=_StubCache(past), position_ids=torch.arange(past, past + s).expand(b, s)),
+    # a manual decode loop passing only `cache=`
+    "cache= only": lambda b, past, s: dict(cache=_StubCache(past)),
+    "cache_params (state-space models)": lambda b, past, s: dict(cache_params=_StubCache(past)),
+    "cache_position only": lambda b, past, s: dict(cache_position=torch.arange(past, past + s)),
+    "position_ids only": lambda b, past, s: dict(position_ids=torch.arange(past, past + s).expand(b, s)),
+    "attention mask longer than the input": lambda b, past, s: dict(
+        attention_mask=torch.ones(b, past + s, dtype=torch.long)),
+}
+
+
+@pytest.mark.parametrize("convention", sorted(_CONVENTIONS))
+def test_continuation_detected_for_every_cache_convention(convention, tmp_path):
+    call = _CONVENTIONS[convention]
+    model = ToyLM()
+    ids = torch.randint(0, 20, (2, 4), generator=torch.Generator().manual_seed(0))
+    with RoutingRecorder(model, tmp_path / "log", adapter=TOY) as rec, torch.no_grad():
+        rec.set_batch(label=[4, 7])
+        model(input_ids=ids, **call(2, 0, 4))                      # prefill
+        for past in (4, 5):                                         # two decode steps
+            model(input_ids=ids[:, :1], **call(2, past, 1))
+        model(input_ids=ids, **call(2, 0, 4))                      # a new batch again
+    d = open_log(tmp_path / "log").read()
+    np.testing.assert_array_equal(d["seq_id"], [0] * 4 + [1] * 4 + [0, 1, 0, 1] + [2] * 4 + [3] * 4)
+    np.testing.assert_array_equal(d["position"], [0, 1, 2, 3] * 2 + [4, 4, 5, 5] + [0, 1, 2, 3] * 2)
+    np.testing.assert_array_equal(d["label"][:12], [4] * 4 + [7] * 4 + [4, 7, 4, 7])
+    assert (d["label"][12:] == -1).all()                            # labels do not leak into a new batch
+
+
+def test_empty_cache_starts_a_new_batch(tmp_path):
+    model = ToyLM()
+    ids = torch.randint(0, 20, (1, 3))
+    with RoutingRecorder(model, tmp_path / "log", adapter=TOY), torch.no_grad():
+        model(input_ids=ids, cache=_StubCache(0))
+        model(input_ids=ids, cache=_StubCache(0), position_ids=torch.arange(3)[None])
+    d = open_log(tmp_path / "log").read()
+    np.testing.assert_array_equal(d["seq_id"], [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(d["position"], [0, 1, 2] * 2)
+
+
+def test_left_padded_prefill_is_not_a_continuation(tmp_path):
+    # transformers' generate() gives padding positions 1 and real tokens 0.. : min(position_ids) == 0
+    model = ToyLM()
+    ids = torch.randint(0, 20, (2, 4))
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    pid = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    with RoutingRecorder(model, tmp_path / "log", adapter=TOY), torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, position_ids=pid)
+        model(input_ids=ids, attention_mask=mask, position_ids=pid)
+    d = open_log(tmp_path / "log").read()
+    np.testing.assert_array_equal(d["seq_id"], np.repeat([0, 1, 2, 3], 4))
+
+
+def test_generate_of_a_single_unpadded_sequence_continues_it(tmp_path):
+    # a batch of one without attention mask: transformers 5.2x passes only cache= and position_ids
+    model = tiny_model("mixtral")
+    ids = torch.randint(3, 99, (1, 5), generator=torch.Generator().manual_seed(1))
+    with RoutingRecorder(model, tmp_path / "log"), torch.no_grad():
+        model.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    d = open_log(tmp_path / "log").read()
+    np.testing.assert_array_equal(d["seq_id"], [0] * 8)
+    np.testing.assert_array_equal(d["position"], np.arange(8))
+
+
+# -- upstream drift: an unknown router signature fails loudly, naming the versions ---------------
+
+class _TwoTupleRouter(ToyRouter):
+    def forward(self, h):
+        logits, w, idx = super().forward(h)
+        return logits, idx                                          # an upstream "refactor"
+
+
+class _FloatIdsRouter(ToyRouter):
+    def forward(self, h):
+        logits, w, idx = super().forward(h)
+        return logits, w, idx.float()
+
+
+@pytest.mark.parametrize("router_cls,what", [
+    (_TwoTupleRouter, "returned a tuple of 2"),
+    (_FloatIdsRouter, "expert ids a torch.float32 tensor"),
+])
+def test_unknown_router_signature_names_versions(router_cls, what, tmp_path):
+    from importlib import metadata
+
+    from infomoe.logs.export import RouterSignatureError
+
+    model = ToyMoE()
+    for b in model.blocks:
+        b.router.__class__ = router_cls
+        b.forward = lambda h, _b=b: _b.router(h)[0][:, :0].sum() + h  # calls the router, unpacks nothing
+    adapter = RouterAdapter("toy", (router_cls.__name__,))
+    with pytest.raises(RouterSignatureError) as err:
+        with RoutingRecorder(model, tmp_path / "log", adapter=adapter), torch.no_grad():
+            model(torch.randint(0, 20, (1, 3)))
+    msg = str(err.value)
+    assert what in msg
+    assert f"torch {metadata.version('torch')}" in msg
+    assert "transformers" in msg and "convert=" in msg
