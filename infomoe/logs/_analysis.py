@@ -11,7 +11,7 @@ The analysis runs in two stages so that it can be distributed:
 2. :func:`report_from_tables` turns the merged tables into a
    :class:`LogReport` with the estimators of :mod:`infomoe`.
 
-:func:`analyze_log` does both over a log, with a progress bar.
+:func:`analyze_log` does both over a log (with a progress bar if asked).
 
 Counting convention for top-k routing
 -------------------------------------
@@ -45,13 +45,39 @@ from infomoe._validate import check_base, check_choice, check_positive_int, log_
 from infomoe.logs._manifest import LayerSpec, Manifest
 
 __all__ = ["CountSpec", "LogTables", "LogReport", "count_shard", "report_from_tables",
-           "analyze_log", "DEFAULT_POSITION_EDGES"]
+           "analyze_log", "DEFAULT_POSITION_EDGES", "DROP_WARNING_FRACTION", "TABLE_COLUMNS"]
 
 #: Default position buckets: [0,1), [1,2), [2,4), [4,8), ..., [2**16, inf).
 DEFAULT_POSITION_EDGES = (0,) + tuple(2 ** i for i in range(17))
 
 #: Rows of router logits turned into probabilities at a time.
 _LOGIT_BLOCK_ELEMENTS = 1 << 21
+
+#: A layer whose dropped fraction exceeds this is named in a warning that opens
+#: :meth:`LogReport.format_table` (and the first of ``LogReport.warnings``).
+DROP_WARNING_FRACTION = 0.10
+
+#: Columns of :meth:`LogReport.format_table`: (header, width, decimals or None for
+#: integers, legend); ``{unit}`` in a legend is the report's unit.
+TABLE_COLUMNS = (
+    ("layer", 5, None, "layer id in the log"),
+    ("E", 4, None, "number of experts (in the analysed id space)"),
+    ("k", 2, None, "experts chosen per token (top-k)"),
+    ("drop", 6, 3, "fraction of the tokens x k choices dropped (recorded as expert -1: over "
+                   "capacity, or padding); 0 to 1"),
+    ("CV", 6, 3, "coefficient of variation of the expert load, std / mean; 0 = balanced"),
+    ("max/mu", 6, 2, "load of the busiest expert / mean load; 1 = balanced, E = all on one expert"),
+    ("H_norm", 6, 3, "entropy of the load distribution / log E; 1 = balanced, 0 = one expert"),
+    ("switch", 6, 3, "Switch load-balancing value E * sum_i f_i P_i (f: load fractions, P: mean "
+                     "router probabilities, or f without logits); 1 = balanced, E = collapse"),
+    ("H_route", 7, 3, "mean per-token entropy of softmax(router logits), H(E | x), in {unit}"),
+    ("I(tok)", 7, 3, "mutual information I(token id; expert), in {unit}"),
+    ("I(pos)", 7, 3, "mutual information I(position bucket; expert), in {unit}"),
+    ("I(lab)", 7, 3, "mutual information I(label; expert), in {unit}"),
+    ("I(next)", 7, 3, "mutual information I(expert here; expert at the next layer listed), "
+                      "in {unit}"),
+    ("H(set)", 7, 3, "entropy of the chosen set of k experts, in {unit}"),
+)
 
 
 # ============================================================================= spec
@@ -562,6 +588,9 @@ class LogReport:
         ``"logical"`` or ``"as_logged"``.
     source, model_id : str
     warnings : tuple of str
+        Everything the numbers need to be read with; first, when a layer drops
+        more than :data:`DROP_WARNING_FRACTION` of its choices, the warning
+        naming those layers.
     """
 
     layer_ids: np.ndarray
@@ -655,32 +684,75 @@ class LogReport:
         """The report as JSON text."""
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
-    def format_table(self) -> str:
-        """A fixed-width text table, one row per layer."""
-        def f(v, w=7, p=3):
-            if v is None or (isinstance(v, float) and not math.isfinite(v)):
-                return "-".rjust(w)
-            return f"{v:{w}.{p}f}"
+    def _table_row(self, i: int) -> tuple:
+        """Values of layer `i` in the order of :data:`TABLE_COLUMNS` (None: not available)."""
+        def g(arr):
+            return None if arr is None else float(arr[i])
+        nxt = float(self.mi_transition[i]) if i < len(self.mi_transition) else None
+        return (int(self.layer_ids[i]), int(self.num_experts[i]), int(self.top_k[i]),
+                float(self.dropped_fraction[i]), float(self.load_cv[i]),
+                float(self.max_over_mean[i]), float(self.normalized_entropy[i]),
+                float(self.switch_balance[i]), g(self.router_entropy), g(self.mi_token),
+                g(self.mi_position), g(self.mi_label), nxt, float(self.set_entropy[i]))
 
-        head = (f"{'layer':>5} {'E':>4} {'k':>2} {'drop':>6} {'CV':>6} {'max/mu':>6} "
-                f"{'H_norm':>6} {'switch':>6} {'H_route':>7} {'I(tok)':>7} {'I(pos)':>7} "
-                f"{'I(lab)':>7} {'I(next)':>7} {'H(set)':>7}")
-        lines = [f"routing log report: {self.num_tokens} tokens, information in {self.unit} "
-                 f"({self.estimator})", head, "-" * len(head)]
-        for i, lid in enumerate(self.layer_ids):
-            def g(arr):
-                return None if arr is None else float(arr[i])
-            nxt = float(self.mi_transition[i]) if i < len(self.mi_transition) else None
-            lines.append(
-                f"{int(lid):>5} {int(self.num_experts[i]):>4} {int(self.top_k[i]):>2} "
-                f"{f(float(self.dropped_fraction[i]), 6)} {f(float(self.load_cv[i]), 6)} "
-                f"{f(float(self.max_over_mean[i]), 6, 2)} {f(float(self.normalized_entropy[i]), 6)} "
-                f"{f(float(self.switch_balance[i]), 6)} {f(g(self.router_entropy))} "
-                f"{f(g(self.mi_token))} {f(g(self.mi_position))} {f(g(self.mi_label))} "
-                f"{f(nxt)} {f(float(self.set_entropy[i]))}")
+    def format_table(self) -> str:
+        """A fixed-width text table, one row per layer, with warnings and a legend of the columns.
+
+        When a layer drops more than :data:`DROP_WARNING_FRACTION` of its
+        choices, the text begins with a warning line naming those layers.
+
+        Returns
+        -------
+        str
+            The drop warning (if any), a title, the table, the other
+            warnings, and one legend line per column.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> from infomoe.logs import write_log, analyze_log
+        >>> ids = np.array([[0], [1], [-1], [-1]] * 10)[:, None, :]  # half the choices dropped
+        >>> r = analyze_log(write_log(os.path.join(tempfile.mkdtemp(), "log"), ids, num_experts=2))
+        >>> print(r.format_table().splitlines()[0])  # doctest: +NORMALIZE_WHITESPACE
+        warning: layer 0 drops 50.0% of its top-k choices (recorded as expert -1: over capacity,
+        or padding), more than 10%: load and information describe only the routed choices
+        """
+        def cell(v, width, decimals):
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                return "-".rjust(width)
+            return f"{v:>{width}d}" if decimals is None else f"{v:{width}.{decimals}f}"
+
+        head = " ".join(f"{name:>{width}}" for name, width, _, _ in TABLE_COLUMNS)
+        drop = _drop_warning(self.layer_ids, self.dropped_fraction)
+        lines = [] if drop is None else [f"warning: {drop}"]
+        lines += [f"routing log report: {self.num_tokens} tokens, information in {self.unit} "
+                  f"({self.estimator})", head, "-" * len(head)]
+        for i in range(len(self.layer_ids)):
+            lines.append(" ".join(cell(v, width, decimals)
+                                  for v, (_, width, decimals, _) in zip(self._table_row(i),
+                                                                        TABLE_COLUMNS)))
         for w in self.warnings:
-            lines.append(f"warning: {w}")
+            if w != drop:  # already the first line
+                lines.append(f"warning: {w}")
+        lines.append("columns:")
+        key = max(len(name) for name, _, _, _ in TABLE_COLUMNS)
+        for name, _, _, legend in TABLE_COLUMNS:
+            lines.append(f"  {name:<{key}}  {legend.format(unit=self.unit)}")
+        lines.append(f"  {'-':<{key}}  not available (not logged) or undefined")
         return "\n".join(lines)
+
+
+def _drop_warning(layer_ids, dropped_fraction) -> Optional[str]:
+    """The warning for layers dropping more than :data:`DROP_WARNING_FRACTION`, or None."""
+    high = [(int(lid), float(f)) for lid, f in zip(layer_ids, dropped_fraction)
+            if f > DROP_WARNING_FRACTION]
+    if not high:
+        return None
+    which = ", ".join(f"layer {lid} drops {100 * f:.1f}%" for lid, f in high)
+    its = "its" if len(high) == 1 else "their"
+    return (f"{which} of {its} top-k choices (recorded as expert -1: over capacity, or padding), "
+            f"more than {100 * DROP_WARNING_FRACTION:g}%: load and information describe only the "
+            "routed choices")
 
 
 def _mi_values(tables, name, estimator, base, layer_ids, warns):
@@ -821,6 +893,9 @@ def report_from_tables(tables: LogTables, spec: CountSpec, *, estimator: str = "
             warns.append(f"{names[i]}: no complete top-k sets; set entropy is NaN")
         else:
             set_h[i] = float(entropy(c, estimator=estimator, k=alphabets[i], base=b).value)
+    drop = _drop_warning(layer_ids, dfrac)
+    if drop is not None:
+        warns.insert(0, drop)
     if tables.token_ids_folded:
         warns.append(f"{tables.token_ids_folded} tokens had ids >= token_buckets="
                      f"{spec.token_buckets}, folded modulo it (I(token; E) is then a lower bound)")
@@ -869,7 +944,7 @@ def analyze_log(log, *, layers=None, estimator: str = "plugin", base: float = 2,
                 label_buckets: int = 1024, max_set_alphabet: int = 1 << 18,
                 expert_space: str = "logical", chunk_tokens: int = 1 << 16,
                 on_error: str = "raise", verify: Optional[bool] = None,
-                num_threads: Optional[int] = 1, progress: bool = True,
+                num_threads: Optional[int] = 1, progress: bool = False,
                 scheduler=None, n_workers: Optional[int] = None) -> LogReport:
     """Stream a routing log once and report load balance and information per layer.
 
@@ -910,8 +985,9 @@ def analyze_log(log, *, layers=None, estimator: str = "plugin", base: float = 2,
         measured on a loaded 2-core machine, two threads were 8x slower than
         one (27 s against 3.2 s for a 0.1 GB log).  Parallelism across
         shards (processes, Dask) is the way to scale.
-    progress : bool, default True
-        Show a tqdm progress bar.
+    progress : bool, default False
+        Show a tqdm progress bar (on stderr; ``infomoe report`` shows one
+        unless ``--no-progress``).
     scheduler : None, "local", str or dask.distributed.Client, optional
         None (default) counts in this process.  Anything else runs the
         per-shard counting as Dask tasks through
