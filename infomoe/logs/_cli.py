@@ -46,9 +46,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run_report(args) -> int:
     """Run ``infomoe report`` for parsed arguments; return the exit status."""
+    from infomoe.cli import check_output_dir
     from infomoe.logs._reader import open_log
 
-    analyze_log = _distributed.report_analyzer(args)  # analyze_log, or its Dask version
+    check_output_dir(args.out)  # before any counting: a report is never computed only to be lost
+    analyze_log = _distributed.report_analyzer(args)  # analyze_log, or its Dask version (checked)
 
     log = open_log(args.log, verify=not args.no_verify)
     report = analyze_log(log, layers=args.layers, estimator=args.estimator, base=args.base,

@@ -27,7 +27,9 @@ inside this module.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import socket
 import uuid
 import warnings
 from contextlib import contextmanager
@@ -37,10 +39,14 @@ from typing import Optional, Sequence
 from infomoe._validate import check_base, check_choice, check_positive_int
 
 __all__ = ["analyze_log_distributed", "count_shard_for_path", "count_log_distributed",
-           "local_cluster", "add_scheduler_argument", "report_analyzer"]
+           "local_cluster", "add_scheduler_argument", "report_analyzer", "read_scheduler_file",
+           "check_scheduler_reachable"]
 
 #: Tables merged by one addition task.
 DEFAULT_FAN_IN = 8
+
+#: Seconds ``infomoe report --scheduler ADDRESS`` waits for the scheduler to answer.
+CLI_CONNECT_TIMEOUT = 5.0
 
 #: Token columns the analysis reads (the others are never sent to ``count_shard``).
 _WANTED_COLUMNS = ("expert_ids", "router_logits", "valid", "token_id", "position", "label")
@@ -220,7 +226,109 @@ def local_cluster(n_workers: Optional[int] = None):
                             dashboard_address=":0")
 
 
-def _client(scheduler, n_workers, stack):
+def _is_scheduler_file(s: str) -> bool:
+    return s.endswith(".json") or os.path.isfile(s)
+
+
+def read_scheduler_file(path) -> str:
+    """The scheduler address in a Dask scheduler file (as written by ``dask scheduler``, dask-mpi...).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSON file (``{"address": "tcp://host:port", ...}``).
+
+    Returns
+    -------
+    str
+        The address.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no such file (Dask itself would wait for it to appear).
+    ValueError
+        When it is not JSON holding an ``"address"`` string.
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> from infomoe.logs._distributed import read_scheduler_file
+    >>> f = os.path.join(tempfile.mkdtemp(), "scheduler.json")
+    >>> with open(f, "w") as fh:
+    ...     json.dump({"type": "Scheduler", "address": "tcp://10.0.0.5:8786"}, fh)
+    >>> read_scheduler_file(f)
+    'tcp://10.0.0.5:8786'
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"scheduler file {path!r} does not exist (the scheduler writes it when started with "
+            f"`dask scheduler --scheduler-file {path}`, or by dask-mpi / dask-jobqueue)")
+    try:
+        with open(path, "rb") as f:
+            info = json.loads(f.read())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"scheduler file {path!r} is not JSON: {exc}") from None
+    address = info.get("address") if isinstance(info, dict) else None
+    if not isinstance(address, str) or not address:
+        raise ValueError(f"scheduler file {path!r} holds no \"address\" of a Dask scheduler")
+    return address
+
+
+def check_scheduler_reachable(address: str, timeout: float = CLI_CONNECT_TIMEOUT) -> None:
+    """Open (and close) a TCP connection to a scheduler address, to fail fast when none listens.
+
+    Parameters
+    ----------
+    address : str
+        ``tcp://host:port`` (also ``tls://``, ``ws://``, ``wss://``, or a bare
+        ``host:port``).  Other protocols (``inproc://``, ``ucx://``) are not
+        checked.
+    timeout : float, default :data:`CLI_CONNECT_TIMEOUT`
+        Seconds to wait for the connection.
+
+    Raises
+    ------
+    ValueError
+        When the address has no port number (or an invalid one).
+    OSError
+        When nothing accepts a connection there within `timeout`
+        (``ConnectionRefusedError``, ``TimeoutError``, an unknown host...).
+
+    Notes
+    -----
+    Dask's own client retries the connection until
+    ``distributed.comm.timeouts.connect`` (30 s by default) has passed; a
+    single socket connection answers at once for a closed port.
+
+    Examples
+    --------
+    >>> import socket
+    >>> from infomoe.logs._distributed import check_scheduler_reachable
+    >>> server = socket.create_server(("127.0.0.1", 0))
+    >>> check_scheduler_reachable(f"tcp://127.0.0.1:{server.getsockname()[1]}")
+    >>> server.close()
+    """
+    from urllib.parse import urlsplit
+
+    protocol, sep, rest = address.partition("://")
+    if not sep:
+        protocol, rest = "tcp", address
+    if protocol not in ("tcp", "tls", "ws", "wss"):
+        return
+    where = urlsplit("//" + rest)
+    try:
+        port = where.port
+    except ValueError:
+        port = -1
+    if port is None or port < 0 or not where.hostname:
+        raise ValueError(f"scheduler address {address!r} needs a host and a port number, "
+                         "e.g. tcp://10.0.0.5:8786 (8786 is the Dask default)")
+    socket.create_connection((where.hostname, port), timeout=timeout).close()
+
+
+def _client(scheduler, n_workers, stack, connect_timeout=None):
     """A ``distributed.Client`` for `scheduler`; what this call opens is closed by `stack`."""
     from distributed import Client
 
@@ -233,9 +341,11 @@ def _client(scheduler, n_workers, stack):
         return stack.enter_context(Client(scheduler, set_as_default=False))
     if isinstance(scheduler, (str, os.PathLike)):
         s = os.fspath(scheduler)
-        if s.endswith(".json") and os.path.isfile(s):  # dask-mpi / dask-jobqueue scheduler file
-            return stack.enter_context(Client(scheduler_file=s, set_as_default=False))
-        return stack.enter_context(Client(s, set_as_default=False))
+        kw = {} if connect_timeout is None else {"timeout": connect_timeout}
+        if _is_scheduler_file(s):  # dask-mpi / dask-jobqueue scheduler file
+            read_scheduler_file(s)  # Dask would wait for a missing file, then fail obscurely
+            return stack.enter_context(Client(scheduler_file=s, set_as_default=False, **kw))
+        return stack.enter_context(Client(s, set_as_default=False, **kw))
     raise TypeError("`scheduler` must be None, 'local', a scheduler address ('tcp://host:8786'), "
                     "a scheduler-file path (.json), a dask cluster or a distributed.Client; "
                     f"got {type(scheduler).__name__}.")
@@ -243,7 +353,7 @@ def _client(scheduler, n_workers, stack):
 
 def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
                           on_error: str = "raise", fan_in: int = DEFAULT_FAN_IN,
-                          num_threads: Optional[int] = 1, progress: bool = True):
+                          num_threads: Optional[int] = 1, progress: bool = False):
     """Count tables of a whole log on a Dask cluster (one task per shard, a tree of sums).
 
     Parameters
@@ -265,7 +375,7 @@ def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
         Tables merged by one addition task.
     num_threads : int or None, default 1
         numba threads per task (see :func:`count_shard_for_path`).
-    progress : bool, default True
+    progress : bool, default False
         tqdm progress bar over tokens, advanced as shard tasks finish.
 
     Returns
@@ -341,7 +451,8 @@ def analyze_log_distributed(log, *, scheduler="local", n_workers: Optional[int] 
                             label_buckets: int = 1024, max_set_alphabet: int = 1 << 18,
                             expert_space: str = "logical", chunk_tokens: int = 1 << 17,
                             on_error: str = "raise", verify: Optional[bool] = None,
-                            num_threads: Optional[int] = 1, progress: bool = True):
+                            num_threads: Optional[int] = 1, progress: bool = False,
+                            connect_timeout: Optional[float] = None):
     """:func:`~infomoe.logs.analyze_log` on a Dask cluster: the same report, counted in parallel.
 
     Parameters
@@ -353,8 +464,8 @@ def analyze_log_distributed(log, *, scheduler="local", n_workers: Optional[int] 
         Where to run: ``"local"`` starts a ``distributed.LocalCluster`` of
         `n_workers` single-threaded processes for this call (and closes it);
         a scheduler address (``"tcp://host:8786"``) or a scheduler file
-        (``*.json``, as written by dask-mpi or dask-jobqueue) connects to a
-        running cluster; a cluster object or a ``Client`` is used as it is
+        (``*.json``, as written by dask-mpi or dask-jobqueue; a missing one
+        raises ``FileNotFoundError``) connects to a running cluster; a cluster object or a ``Client`` is used as it is
         (and left open).  ``None`` or ``"none"`` runs the single-process
         :func:`~infomoe.logs.analyze_log`.
     n_workers : int, optional
@@ -365,7 +476,10 @@ def analyze_log_distributed(log, *, scheduler="local", n_workers: Optional[int] 
     layers, estimator, base, token_buckets, position_edges, label_buckets
         As in :func:`~infomoe.logs.analyze_log`.
     max_set_alphabet, expert_space, chunk_tokens, on_error, verify, num_threads, progress
-        As in :func:`~infomoe.logs.analyze_log`.
+        As in :func:`~infomoe.logs.analyze_log` (no progress bar by default).
+    connect_timeout : float, optional
+        Seconds to wait for a scheduler given by address or file (default:
+        Dask's ``distributed.comm.timeouts.connect``, 30 s).
 
     Returns
     -------
@@ -433,7 +547,7 @@ def analyze_log_distributed(log, *, scheduler="local", n_workers: Optional[int] 
     if not log.shards:
         raise ValueError(f"routing log {log.path!r} has no committed shards; nothing to analyse.")
     with ExitStack() as stack:
-        client = _client(scheduler, n_workers, stack)
+        client = _client(scheduler, n_workers, stack, connect_timeout)
         total = count_log_distributed(log, spec, client, chunk_tokens=chunk_tokens,
                                       on_error=on_error, fan_in=fan_in, num_threads=num_threads,
                                       progress=progress)
@@ -456,11 +570,37 @@ def add_scheduler_argument(parser) -> None:
 
 
 def report_analyzer(args):
-    """The analysis function ``infomoe report`` should call for parsed `args`."""
+    """The analysis function ``infomoe report`` should call for parsed `args`.
+
+    Checks the Dask options first, in seconds and before the log is read:
+    the ``dask`` extra is installed, ``--workers`` is positive, a scheduler
+    file exists and names an address, and a scheduler listens at the
+    address (:func:`check_scheduler_reachable`).  A failure raises
+    :class:`infomoe.cli.UsageError`.
+    """
+    from infomoe.cli import UsageError, require_extra
     from infomoe.logs._analysis import analyze_log
 
     scheduler = getattr(args, "scheduler", None)
     if scheduler is None or scheduler.lower() == "none":
         return analyze_log
-    return functools.partial(analyze_log_distributed, scheduler=scheduler,
-                             n_workers=getattr(args, "workers", None))
+    for module in ("dask", "distributed"):
+        require_extra(module, "dask", "infomoe report --scheduler")
+    workers = getattr(args, "workers", None)
+    if workers is not None:
+        check_positive_int(workers, "--workers")
+    if scheduler.lower() == "local":
+        return functools.partial(analyze_log_distributed, scheduler="local", n_workers=workers)
+    address = scheduler
+    try:
+        if _is_scheduler_file(scheduler):
+            address = read_scheduler_file(scheduler)
+        check_scheduler_reachable(address, CLI_CONNECT_TIMEOUT)
+    except (OSError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            detail = f"no Dask scheduler answers at {address} ({detail or type(exc).__name__}); " \
+                     "is it running, and is the address right?"
+        raise UsageError(f"--scheduler {scheduler}: {detail}") from None
+    return functools.partial(analyze_log_distributed, scheduler=scheduler, n_workers=workers,
+                             connect_timeout=CLI_CONNECT_TIMEOUT)
