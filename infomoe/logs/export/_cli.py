@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 __all__ = ["register", "run_export"]
 
@@ -19,7 +20,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         epilog="example: infomoe export --tiny mixtral --out mixtral.log --tokens 4096")
     p.add_argument("model", nargs="?", default=None,
                    help="Hugging Face model id or local path (omit with --tiny)")
-    p.add_argument("--out", required=True, help="routing-log directory to create")
+    p.add_argument("--out", required=True,
+                   help="routing-log directory to create (an existing log needs --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="append to the routing log already at --out (same model and layers)")
     p.add_argument("--tiny", metavar="ARCH", choices=TINY_ARCHS, default=None,
                    help=f"build a tiny random-init model instead of loading one ({', '.join(TINY_ARCHS)})")
     p.add_argument("--tokens", type=int, default=2048, help="tokens to generate and run (default 2048)")
@@ -67,61 +71,131 @@ def _batches(args, vocab: int, tokenizer):
         done += b * s
 
 
+def _check_arguments(args) -> None:
+    """The checks that need neither torch nor the model: they fail in well under a second."""
+    from infomoe._validate import check_positive_int
+    from infomoe.cli import UsageError, check_output_dir
+    from infomoe.logs._manifest import MANIFEST_NAME
+
+    for name in ("tokens", "seq_len", "batch", "flush_tokens"):
+        check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
+    if args.tiny is not None and args.model is not None:
+        raise UsageError("give either MODEL or --tiny ARCH, not both.")
+    if args.tiny is None and args.model is None:
+        raise UsageError("MODEL (a Hugging Face id or local path) or --tiny ARCH is required.")
+    check_output_dir(args.out)
+    if os.path.exists(os.path.join(args.out, MANIFEST_NAME)) and not args.resume:
+        raise UsageError(f"--out {args.out!r} already holds a routing log: pass --resume to append "
+                         "to it, or choose a new --out directory")
+    if args.model is not None and args.model.startswith(("/", "./", "../", "~", ".\\")) \
+            and not os.path.isdir(os.path.expanduser(args.model)):
+        raise UsageError(f"MODEL {args.model!r} looks like a local path, but there is no such "
+                         "directory")
+
+
+def _check_device(torch, device: str):
+    """`device` as a ``torch.device``, or a UsageError when torch cannot use it here."""
+    from infomoe.cli import UsageError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:1, "
+                         "mps...") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: CUDA is not available (torch {torch.__version__} "
+                             f"{'built without CUDA' if torch.version.cuda is None else 'sees no GPU'}); "
+                             "use --device cpu")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise UsageError(f"--device {device}: torch sees {n} CUDA device(s), cuda:0 to "
+                             f"cuda:{n - 1}")
+    elif dev.type not in ("cpu", "meta"):
+        backend = getattr(torch.backends, dev.type, None) or getattr(torch, dev.type, None)
+        available = getattr(backend, "is_available", None)
+        if callable(available) and not available():
+            raise UsageError(f"--device {device}: torch has no {dev.type} device here; "
+                             "use --device cpu")
+    return dev
+
+
+def _load_model(transformers, args):
+    """The Hugging Face model (and tokenizer, with --text); a model that cannot be found is a UsageError."""
+    from infomoe.cli import UsageError
+
+    lfo = args.local_files_only
+    try:
+        cfg = transformers.AutoConfig.from_pretrained(args.model, local_files_only=lfo)
+        cls = (transformers.AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False)
+               else transformers.AutoModelForCausalLM)
+        model = cls.from_pretrained(args.model, local_files_only=lfo).eval()
+        tokenizer = None
+        if args.text:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(args.model, local_files_only=lfo)
+    except OSError as exc:  # transformers' "not found / not cached / no connection"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if lfo:
+            raise UsageError(f"MODEL {args.model!r} is not in the Hugging Face cache, and "
+                             "--local-files-only forbids downloading it: run once without "
+                             f"--local-files-only, or give a local directory ({reason})") from None
+        raise UsageError(f"cannot load MODEL {args.model!r}: {reason}") from None
+    if tokenizer is not None:
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
 def run_export(args) -> int:
     """Run the ``export`` subcommand; returns the exit status."""
-    import torch
+    from infomoe.cli import UsageError, require_extra
+
+    _check_arguments(args)
+    torch = require_extra("torch", "torch", "infomoe export")
+    transformers = require_extra("transformers", "torch", "infomoe export")
+    device = _check_device(torch, args.device)
 
     from infomoe.logs.export._hf import tiny_model
     from infomoe.logs.export._torch import RoutingRecorder
 
-    from infomoe._validate import check_positive_int
-
-    for name in ("tokens", "seq_len", "batch", "flush_tokens"):
-        check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
     tokenizer = None
     if args.tiny is not None:
-        if args.model is not None:
-            raise ValueError("give either MODEL or --tiny ARCH, not both.")
         model = tiny_model(args.tiny, seed=args.seed)
         model_id = f"tiny:{args.tiny}"
     else:
-        if args.model is None:
-            raise ValueError("MODEL (a Hugging Face id or local path) or --tiny ARCH is required.")
-        import transformers
-
-        cfg = transformers.AutoConfig.from_pretrained(args.model, local_files_only=args.local_files_only)
-        cls = (transformers.AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False)
-               else transformers.AutoModelForCausalLM)
-        model = cls.from_pretrained(args.model, local_files_only=args.local_files_only).eval()
+        model, tokenizer = _load_model(transformers, args)
         model_id = args.model
-        if args.text:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(args.model,
-                                                                   local_files_only=args.local_files_only)
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
-            tokenizer.padding_side = "left"
-    model = model.to(args.device)
+    try:
+        model = model.to(device)
+    except RuntimeError as exc:  # e.g. a device type this torch knows but cannot reach
+        raise UsageError(f"--device {args.device}: cannot move the model there "
+                         f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})") from None
     vocab = int(model.config.vocab_size)
     enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is optional
         tqdm = None
-    bar = tqdm(total=None if args.text else args.tokens, unit="tok", desc="export", leave=False) if tqdm else None
+    bar = None
     with RoutingRecorder(model, args.out, flush_tokens=args.flush_tokens, record_logits=args.record_logits,
-                         model_id=model_id) as rec, torch.no_grad():
-        for ids, mask in _batches(args, vocab, tokenizer):
-            ids = ids.to(args.device)
-            kw = {} if mask is None else {"attention_mask": mask.to(args.device)}
-            if enc_dec:
-                start = int(getattr(model.config, "decoder_start_token_id", 0) or 0)
-                kw["decoder_input_ids"] = torch.full((ids.shape[0], 1), start, dtype=torch.long,
-                                                     device=args.device)
-            model(input_ids=ids, **kw)
+                         model_id=model_id, resume=args.resume) as rec, torch.no_grad():
+        if tqdm is not None:  # once the log is open: a refused --resume shows no bar
+            bar = tqdm(total=None if args.text else args.tokens, unit="tok", desc="export", leave=False)
+        try:
+            for ids, mask in _batches(args, vocab, tokenizer):
+                ids = ids.to(args.device)
+                kw = {} if mask is None else {"attention_mask": mask.to(args.device)}
+                if enc_dec:
+                    start = int(getattr(model.config, "decoder_start_token_id", 0) or 0)
+                    kw["decoder_input_ids"] = torch.full((ids.shape[0], 1), start, dtype=torch.long,
+                                                         device=args.device)
+                model(input_ids=ids, **kw)
+                if bar is not None:
+                    bar.update(ids.numel())
+        finally:
             if bar is not None:
-                bar.update(ids.numel())
-    if bar is not None:
-        bar.close()
+                bar.close()
     print(f"recorded {rec.num_tokens_recorded} tokens x {len(rec.sites)} MoE layers "
           f"({rec.adapter.name}) in {rec.num_shards} shard(s) -> {args.out}")
     return 0
