@@ -9,7 +9,8 @@ the default grid of :func:`infomoe.accuracy_rate_curve`) for 10,000 samples x
   compilation) and warm.
 * textbook: Blahut–Arimoto as in Cover & Thomas §10.8, one slope at a time,
   until ``max_t |r_new(t) - r(t)| <= 1e-9`` or 10,000 iterations, in the
-  log domain with logsumexp (as theory.md asks, so ``beta = 1e4`` cannot
+  log domain with logsumexp (as docs/theory.md#rate-distortion asks, so
+  ``beta = 1e4`` cannot
   overflow).
 * the same plain iteration in its fastest numpy form: linear domain with
   the kernel ``exp(-beta (d - min_t d))`` precomputed once per slope (the

@@ -563,7 +563,8 @@ def channel_information(p_t_given_x, *, weights=None, base: float = 2,
 
         L(X;T) = \sum_x p(x) \sum_t \bar g(t) \log\frac{\bar g(t)}{p(t|x)}.
 
-    theory.md forms: the soft-gate estimator :math:`\hat I = \frac1N \sum_x
+    The forms of docs/theory.md#mutual-information-and-the-channel-form: the
+    soft-gate estimator :math:`\hat I = \frac1N \sum_x
     \sum_t g(t|x)\log(g(t|x)/\bar g(t))`, :math:`\bar g = \frac1N\sum_x
     g(\cdot|x)`; and Paper B's :math:`\hat I(S;W) = H(\frac1M\sum_j
     q(\cdot|S_j)) - \frac1M\sum_j H(q(\cdot|S_j))`.  For a hard gate over

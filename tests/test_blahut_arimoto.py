@@ -81,7 +81,7 @@ def test_bernoulli_hamming_closed_form(bernoulli):
     R_expected = h2(0.25) - h2(np.minimum(D_expected, 0.25))
     np.testing.assert_allclose(res.distortion[1:], D_expected[1:], atol=1e-9)
     np.testing.assert_allclose(res.rate[1:], R_expected[1:], atol=1e-8)
-    # the theory.md oracle values
+    # the oracle values of docs/theory.md#closed-form-test-oracles
     assert res.rate[3] == pytest.approx(0.34228, abs=5e-6)
     assert res.distortion[3] == pytest.approx(0.1, abs=1e-9)
     assert res.rate[-1] == pytest.approx(0.81128, abs=5e-6)

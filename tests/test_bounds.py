@@ -1,6 +1,7 @@
 """Tests for infomoe.bounds.
 
-Oracles: the union-bound table of theory.md; hand/closed-form values; scipy
+Oracles: the union-bound table of docs/theory.md#union-bound-over-a-finite-class;
+hand/closed-form values; scipy
 (brentq, t intervals) and scikit-learn (mutual_info_score) as independent
 implementations; and a synthetic finite bank whose every expectation is
 computed *exactly* by enumerating the sufficient statistic of the training
@@ -376,6 +377,25 @@ def test_gap_constant_losses_give_zero_width():
 def test_gap_rejects_bad_input(train, test, match):
     with pytest.raises(ValueError, match=match):
         B.generalization_gap(train, test)
+
+
+def test_gap_estimate_behaves_like_its_gap():
+    g = B.generalization_gap([0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    v = g.gap
+    assert v == 0.25                                   # 1/2 - 1/4, by hand
+    assert float(g) == v and type(float(g)) is float
+    for other in (0.1, 0.25, 1):
+        assert (g < other, g <= other, g > other, g >= other, g == other, g != other) == \
+            (v < other, v <= other, v > other, v >= other, v == other, v != other)
+        assert (other - g, g * other, g / other, other + g) == \
+            (other - v, v * other, v / other, other + v)
+    assert -g == -v and abs(-g) == v and round(g, 1) == round(v, 1)
+    assert math.isclose(g, 0.25) and np.isclose(g, 0.25)
+    assert np.asarray([g, g]).tolist() == [v, v]
+    assert f"{g:.3f}" == "0.250"
+    assert hash(g) == hash(0.25) and g == B.generalization_gap(np.zeros(4), np.full(3, 0.25))
+    # a gap and an information estimate have no common unit to check: plain numbers
+    assert g * infomoe.entropy([1, 1]) == v
 
 
 def test_gap_rejects_bad_confidence_level():

@@ -18,7 +18,7 @@ from infomoe.routing import (aggregate_kl_to_uniform, aggregate_posterior, poste
 
 
 def test_theory_oracle_sparse_error():
-    # theory.md: p = (0.5, 0.3, 0.2), k = 2 -> -ln 0.8 = 0.2231 nats
+    # docs/theory.md#sparse-posterior: p = (0.5, 0.3, 0.2), k = 2 -> -ln 0.8 = 0.2231 nats
     assert sparse_posterior_error([0.5, 0.3, 0.2], 2, base=math.e) == pytest.approx(-math.log(0.8))
     assert sparse_posterior_error([0.5, 0.3, 0.2], 2, base=math.e) == pytest.approx(0.2231, abs=1e-4)
     assert sparse_posterior_error([0.5, 0.3, 0.2], 2) == pytest.approx(-math.log2(0.8))
