@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 
 __all__ = ["register"]
@@ -34,15 +36,17 @@ def register(subparsers) -> None:
             "Xu-Raginsky and union bounds, the Aminian identity, the gate's I(X;T) and the "
             "Blahut-Arimoto accuracy-rate curve.  Writes JSON and PNG files to --out."))
     p.add_argument("--experts", type=int, default=25, metavar="K", help="bank size (default 25)")
-    p.add_argument("--m", type=int, default=256, help="training-set size (default 256)")
-    p.add_argument("--sets", type=int, default=300, metavar="M",
-                   help="number of resampled training sets (default 300)")
+    p.add_argument("--m", type=int, default=256, metavar="SIZE",
+                   help="training-set size m (default 256)")
+    p.add_argument("--sets", type=int, default=300, metavar="COUNT",
+                   help="number M of resampled training sets (default 300)")
     p.add_argument("--alphas", type=_alpha_list, default=list(DEFAULT_ALPHAS),
                    help="comma-separated alpha grid (default %s)"
                         % ",".join(f"{a:g}" for a in DEFAULT_ALPHAS))
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", default="results", help="output folder (default ./results)")
-    p.add_argument("--cache", default=None,
+    p.add_argument("--out", default="results", metavar="OUT_DIR",
+                   help="output folder, created if needed (default ./results)")
+    p.add_argument("--cache", default=None, metavar="CACHE_DIR",
                    help="expert cache folder (default $INFOMOE_CACHE or ~/.cache/infomoe)")
     p.add_argument("--mnist", default=None, metavar="PATH",
                    help="use MNIST from a folder of IDX files (raw or .gz) or an .npz archive "
@@ -51,12 +55,43 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_demo)
 
 
+def _unwritable_reason(folder: str):
+    """Why the results cannot be written into ``folder``, or None if they can.
+
+    Nothing is created: a missing folder is judged by its nearest existing
+    parent (``write_results`` makes the folder later); the test is a real
+    temporary file, so it holds for root and for read-only file systems too.
+    """
+    path = os.path.abspath(folder)
+    missing = False
+    while not os.path.exists(path):
+        missing, parent = True, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        return f"{path!r} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        where = f"cannot create it in {path!r}" if missing else "cannot write in it"
+        return f"{where}: {exc.strerror or exc}"
+    return None
+
+
 def _run_demo(args) -> int:
     from infomoe.bank._data import load_mnist
     from infomoe.bank._experiment import run_experiment, write_results
     from infomoe.bank._experts import default_cache_dir
 
     t0 = time.perf_counter()
+    # Before any training: a minute of work must not end in a traceback at the last step.
+    reason = _unwritable_reason(args.out)
+    if reason is not None:
+        print(f"infomoe demo: error: --out {args.out!r} is not a writable folder ({reason}); "
+              "choose another with --out OUT_DIR", file=sys.stderr)
+        return 2
     data = load_mnist(args.mnist) if args.mnist else None
     cache = args.cache if args.cache is not None else default_cache_dir()
     result = run_experiment(n_experts=args.experts, m=args.m, n_sets=args.sets,

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -43,3 +44,46 @@ def test_demo_help_lists_the_options(capsys):
     for opt in ("--experts", "--m", "--sets", "--alphas", "--seed", "--out", "--cache", "--mnist",
                 "--no-progress"):
         assert opt in text
+
+
+def test_demo_help_gives_each_option_its_own_metavar(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    usage = capsys.readouterr().out.split("\n\n")[0]
+    metavars = dict(re.findall(r"\[(--[a-z-]+) ([A-Z_]+)\]", usage))
+    assert {"--m", "--sets", "--experts", "--out", "--cache"} <= set(metavars)
+    assert len(set(metavars.values())) == len(metavars), metavars
+
+
+@pytest.mark.parametrize("make_out", [
+    lambda tmp: _file(tmp / "taken"),                  # --out is a file
+    lambda tmp: _file(tmp / "taken") / "results",      # under a file
+])
+def test_demo_unwritable_out_fails_before_training(tmp_path, capsys, monkeypatch, make_out):
+    import infomoe.bank._experiment as experiment
+
+    def no_training(**kw):
+        raise AssertionError("the demo trained before checking --out")
+
+    monkeypatch.setattr(experiment, "run_experiment", no_training)
+    out = make_out(tmp_path)
+    rc = main(["demo", "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress"])
+    assert rc == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("infomoe demo: error: --out")
+    assert str(out) in err[0] and "Traceback" not in captured.err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_demo_out_check_creates_nothing(tmp_path, monkeypatch):
+    from infomoe.bank._cli import _unwritable_reason
+
+    target = tmp_path / "a" / "b"
+    assert _unwritable_reason(str(target)) is None
+    assert not (tmp_path / "a").exists() and list(tmp_path.iterdir()) == []
+
+
+def _file(path):
+    path.write_text("not a folder")
+    return path
