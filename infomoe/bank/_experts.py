@@ -353,7 +353,8 @@ def train_bank(data: Dataset, *, n_experts: int = 25, specs: Optional[Sequence[E
         Folder for the parameter cache; ``None`` disables caching
         (:func:`default_cache_dir` gives the command line's default).
     progress : bool
-        Show a tqdm progress bar over the width groups.
+        Show a tqdm progress bar counting the experts trained (it advances
+        by a whole width group at a time: those are trained together).
 
     Returns
     -------
@@ -407,9 +408,11 @@ def train_bank(data: Dataset, *, n_experts: int = 25, specs: Optional[Sequence[E
     y = jnp.asarray(data.labels)
     params: list = [None] * len(specs)
     groups = sorted({s.width for s in specs})
-    bar = _progress(groups, progress, "training experts")
-    for width in bar:
+    # counts experts (what the user asked for), advancing by a whole width group at a time
+    bar = _progress(None, progress, "training experts", total=len(specs))
+    for width in groups:
         ks = [k for k, s in enumerate(specs) if s.width == width]
+        bar.set_postfix_str(f"width {width}: {len(ks)} at once")
         T = max(specs[k].n_steps for k in ks)
         idx = np.stack([rng.choice(subsets[k], (T, _BATCH)) for k in ks]).astype(np.int32)
         cw = np.ones((len(ks), data.n_classes), np.float32)
@@ -422,6 +425,8 @@ def train_bank(data: Dataset, *, n_experts: int = 25, specs: Optional[Sequence[E
         out = _train_group(p0, x, y, jnp.asarray(idx), jnp.asarray(cw), steps, _LR)
         for row, k in enumerate(ks):
             params[k] = {name: np.asarray(v[row], dtype=np.float32) for name, v in out.items()}
+        bar.update(len(ks))
+    bar.close()
     if path is not None:
         _save_cached(path, key_json, params)
     return ExpertBank(specs, tuple(params), image_shape, data.n_classes, False, path)

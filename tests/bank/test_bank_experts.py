@@ -116,3 +116,30 @@ def test_other_image_sizes_work(rng):
     bank = train_bank(data, specs=[ExpertSpec(6, 3, 1.0)], seed=0, progress=False)
     assert bank.image_shape == (28, 28) and bank.params[0]["w3"].shape == (7 * 7 * 12, 10)
     assert bank.losses(data).shape == (80, 1)
+
+
+def test_progress_bar_counts_experts_not_width_groups(digits_splits, monkeypatch):
+    import infomoe.bank._experts as experts
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, iterable, enabled, desc, total=None, leave=False):
+            assert iterable is None, "the bar must not iterate over width groups"
+            self.desc, self.total, self.done = desc, total, 0
+            bars.append(self)
+
+        def update(self, n=1):
+            self.done += n
+
+        def set_postfix_str(self, s=""):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(experts, "_progress", Recorder)
+    specs = [ExpertSpec(width=w, n_steps=2, subset_fraction=0.2) for w in (4, 4, 4, 6, 6)]
+    train_bank(digits_splits.bank, specs=specs, seed=0, progress=True)  # 2 widths, 5 experts
+    (bar,) = bars
+    assert bar.desc == "training experts" and bar.total == 5 and bar.done == 5
