@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -91,13 +92,23 @@ class BankResult:
         Spearman correlation between ``mi_bits`` and ``gap`` over the grid.
     pool_risk, test_risk : ndarray of shape (K,)
         Each expert's 0/1 risk on the pool and on the test data.
-    best_expert : int
-        Index of the expert with the lowest pool risk.
-    best_single_accuracy, oracle_accuracy : float
-        Test accuracy of the best single expert (by pool risk) and of oracle
-        routing (any expert right counts as right).
+    selected_expert : int
+        The expert chosen on the pool: lowest pool risk (what selection
+        without the test data would deploy).
+    selected_accuracy : float
+        Its test accuracy, ``1 - test_risk[selected_expert]``.
+    best_test_expert : int
+        The best single expert on the test data, ``argmin test_risk`` (chosen
+        in hindsight): the rate-0 end of ``curve`` (``curve.best_expert``).
+    best_test_accuracy : float
+        Its test accuracy, ``1 - curve.d_max`` (at least ``selected_accuracy``).
+    oracle_accuracy : float
+        Test accuracy of oracle routing (any expert right counts as right),
+        ``1 - curve.d_min``.
     oracle_rate_bits : float
-        ``H(T)`` of the oracle routing on the test data (a hard gate).
+        ``H(T)`` of the hard oracle gate on the test data (the best expert
+        when it is right, else the first right one).  The curve reaches the
+        same accuracy at a lower rate, ``curve.rate_at_d_min``.
     gate_rate_bits, gate_accuracy : float
         ``I(X;T)`` and expected test accuracy of the soft confidence gate
         ``g(t|x) ∝ conf_t(x)^gate_sharpness``.
@@ -140,8 +151,10 @@ class BankResult:
     rank_correlation: float
     pool_risk: np.ndarray
     test_risk: np.ndarray
-    best_expert: int
-    best_single_accuracy: float
+    selected_expert: int
+    selected_accuracy: float
+    best_test_expert: int
+    best_test_accuracy: float
     oracle_accuracy: float
     oracle_rate_bits: float
     gate_rate_bits: float
@@ -156,6 +169,48 @@ class BankResult:
         return (f"BankResult(K={self.n_experts}, m={self.m}, M={self.n_sets}, "
                 f"alphas={len(self.alphas)}, I^ max={np.max(self.mi_bits):.3f} bits, "
                 f"gap max={np.max(self.gap):.4f}, spearman={self.rank_correlation:.3f})")
+
+    @property
+    def best_expert(self) -> int:
+        """Deprecated: use ``selected_expert`` (or ``best_test_expert``)."""
+        warnings.warn("BankResult.best_expert is deprecated; use selected_expert (lowest pool "
+                      "risk) or best_test_expert (best on the test data).", DeprecationWarning,
+                      stacklevel=2)
+        return self.selected_expert
+
+    @property
+    def best_single_accuracy(self) -> float:
+        """Deprecated: use ``selected_accuracy`` (or ``best_test_accuracy``)."""
+        warnings.warn("BankResult.best_single_accuracy is deprecated; use selected_accuracy "
+                      "(expert chosen on the pool) or best_test_accuracy (best single expert on "
+                      "the test data).", DeprecationWarning, stacklevel=2)
+        return self.selected_accuracy
+
+    def accuracy_labels(self) -> dict:
+        """The test-accuracy figures, worded once for the summary and the figure.
+
+        Returns
+        -------
+        dict
+            ``{"best_test", "selected", "gate", "oracle_curve", "oracle_gate"}``
+            -> one line each, e.g. ``"best single expert on the test data:
+            0.885 (expert 13)"``.  :meth:`summary` prints these lines and
+            :func:`infomoe.plot.bank_accuracy_rate` uses them as its legend,
+            so the two always agree.
+        """
+        c = self.curve
+        return {
+            "best_test": (f"best single expert on the test data: {self.best_test_accuracy:.3f} "
+                          f"(expert {self.best_test_expert})"),
+            "selected": (f"expert chosen on the pool: {self.selected_accuracy:.3f} "
+                         f"(expert {self.selected_expert})"),
+            "gate": (f"soft confidence gate: {self.gate_accuracy:.3f} at "
+                     f"I(X;T) = {self.gate_rate_bits:.3f} bits"),
+            "oracle_curve": (f"oracle routing on the curve: {self.oracle_accuracy:.3f} at "
+                             f"{float(c.rate_at_d_min):.3f} bits"),
+            "oracle_gate": (f"hard oracle gate: {self.oracle_accuracy:.3f} at "
+                            f"H(T) = {self.oracle_rate_bits:.3f} bits"),
+        }
 
     def table(self) -> str:
         """The per-alpha results as a fixed-width text table."""
@@ -174,6 +229,7 @@ class BankResult:
     def summary(self) -> str:
         """The table plus the bank, gate and curve figures, as text."""
         c = self.curve
+        acc = self.accuracy_labels()
         return "\n".join([
             f"finite expert bank on {self.dataset}: K = {self.n_experts} experts, m = {self.m}, "
             f"M = {self.n_sets} training sets; splits bank/pool/test = "
@@ -188,10 +244,12 @@ class BankResult:
             f"Spearman(I^, gap) over the grid = {self.rank_correlation:.3f}",
             f"union bound: expected {self.union:.4f}, two-sided delta = {self.delta:g}: "
             f"{self.union_high_probability:.4f}",
-            f"test accuracy: best single expert {self.best_single_accuracy:.3f} (expert "
-            f"{self.best_expert}), soft confidence gate {self.gate_accuracy:.3f} at "
-            f"I(X;T) = {self.gate_rate_bits:.3f} bits, oracle routing {self.oracle_accuracy:.3f} "
-            f"at H(T) = {self.oracle_rate_bits:.3f} bits",
+            "test accuracy (held-out data; the same lines label accuracy_rate.png):",
+            f"  {acc['best_test']}  <- the curve's rate-0 end (D_max)",
+            f"  {acc['selected']}  <- selection without the test data",
+            f"  {acc['gate']}",
+            f"  {acc['oracle_curve']}  <- the curve's other end (D_min)",
+            f"  {acc['oracle_gate']}",
             f"Blahut-Arimoto accuracy-rate curve: {len(np.atleast_1d(c.rate))} points, accuracy "
             f"{np.min(c.accuracy):.3f}..{np.max(c.accuracy):.3f} over rate "
             f"{np.min(c.rate):.3f}..{np.max(c.rate):.3f} bits",
@@ -206,7 +264,8 @@ class BankResult:
             out[name] = _jsonable(getattr(self, name))
         c = self.curve
         out["curve"] = {k: _jsonable(getattr(c, k)) for k in
-                        ("rate", "distortion", "accuracy", "beta", "d_max", "d_min", "converged")
+                        ("rate", "distortion", "accuracy", "beta", "d_max", "d_min",
+                         "rate_at_d_min", "best_expert", "converged")
                         if hasattr(c, k)}
         out["curve"]["unit"] = getattr(c, "unit", "bits")
         out["units"] = {"mi_bits": "bits", "mi_nats": "nats", "lautum_nats": "nats",
@@ -409,10 +468,10 @@ def run_experiment(*, n_experts: int = 25, m: int = 256, n_sets: int = 300,
     rho = float(stats.spearmanr(arr["mi_nats"], arr["gap"]).statistic) if A >= 3 else math.nan
 
     bar.set_postfix_str("gate, Blahut-Arimoto")
-    best = int(np.argmin(pool_risk))
+    selected = int(np.argmin(pool_risk))
     gate = _confidence_gate(test_proba, gate_sharpness)
     gate_info = channel_information(gate, base=2)
-    oracle = _oracle_routing(test_loss, best)
+    oracle = _oracle_routing(test_loss, selected)
     oracle_info = channel_information(np.eye(K)[oracle], base=2)
     curve_kw = {} if betas is None else {"betas": betas}
     curve = accuracy_rate_curve(test_loss, base=2, **curve_kw)
@@ -431,9 +490,12 @@ def run_experiment(*, n_experts: int = 25, m: int = 256, n_sets: int = 300,
         xu_raginsky=arr["xu_raginsky"], union=union_bound(K, m),
         union_high_probability=union_bound(K, m, delta=delta, two_sided=True),
         aminian_predicted=arr["aminian_predicted"], aminian_mc_term=arr["aminian_mc_term"],
-        rank_correlation=rho, pool_risk=pool_risk, test_risk=test_risk, best_expert=best,
-        best_single_accuracy=float(1.0 - test_risk[best]),
-        oracle_accuracy=float(1.0 - test_loss.min(axis=1).mean()),
+        rank_correlation=rho, pool_risk=pool_risk, test_risk=test_risk,
+        selected_expert=selected, selected_accuracy=float(1.0 - test_risk[selected]),
+        # the best single expert on the test data and oracle routing are the curve's two ends:
+        # taken from it, so the table and the figure cannot disagree
+        best_test_expert=int(curve.best_expert), best_test_accuracy=float(1.0 - curve.d_max),
+        oracle_accuracy=float(1.0 - curve.d_min),
         oracle_rate_bits=float(oracle_info.mutual_information),
         gate_rate_bits=float(gate_info.mutual_information),
         gate_accuracy=float(np.mean(np.sum(gate * (1.0 - test_loss), axis=1))),

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -97,9 +98,9 @@ def test_gate_and_accuracy_rate_curve(small_result):
     acc, rate = np.asarray(c.accuracy), np.asarray(c.rate)
     assert acc.max() == pytest.approx(r.oracle_accuracy, abs=1e-6)
     assert acc.min() == pytest.approx(1 - r.test_risk.min(), abs=1e-6)  # best on the test data
-    assert r.best_single_accuracy <= acc.min() + 1e-12
-    assert r.best_single_accuracy <= r.gate_accuracy <= r.oracle_accuracy
-    assert r.oracle_accuracy > r.best_single_accuracy + 0.05  # selection matters
+    assert r.selected_accuracy <= acc.min() + 1e-12
+    assert r.selected_accuracy <= r.gate_accuracy <= r.oracle_accuracy
+    assert r.oracle_accuracy > r.best_test_accuracy + 0.05  # routing matters
     # no gate beats the curve: accuracy at the gate's rate is at most that of the
     # first computed curve point at a rate >= the gate's (the curve is increasing)
     order = np.argsort(rate)
@@ -110,6 +111,42 @@ def test_gate_and_accuracy_rate_curve(small_result):
             assert g_acc <= acc[order][above][0] + 1e-6
     assert 0 <= r.gate_rate_bits <= math.log2(r.n_experts)
     assert 0 <= r.oracle_rate_bits <= math.log2(r.n_experts)
+
+
+def test_the_two_single_expert_accuracies_are_defined_by_their_risks(small_result):
+    r = small_result
+    # chosen on the pool (no test data), evaluated on the test data
+    assert r.selected_expert == int(np.argmin(r.pool_risk))
+    assert r.selected_accuracy == pytest.approx(1 - r.test_risk[r.selected_expert])
+    # best on the test data, in hindsight: the curve's rate-0 end
+    assert r.best_test_expert == int(np.argmin(r.test_risk)) == r.curve.best_expert
+    assert r.best_test_accuracy == pytest.approx(1 - r.test_risk.min())
+    assert r.best_test_accuracy == pytest.approx(r.curve.accuracy[0])
+    assert r.best_test_accuracy >= r.selected_accuracy
+    assert r.oracle_accuracy == pytest.approx(r.curve.accuracy[-1])
+    # this fixture is a case where the two differ (the reason they need two names)
+    assert r.selected_expert != r.best_test_expert
+
+
+def test_summary_words_each_single_expert_accuracy_once(small_result):
+    r = small_result
+    text = r.summary()
+    lines = r.accuracy_labels()
+    for line in lines.values():
+        assert line in text
+    # the phrase "best single expert" names one number only: the best on the test data
+    (number,) = set(re.findall(r"best single expert\D*?(\d\.\d+)", text))
+    assert float(number) == pytest.approx(1 - r.test_risk.min(), abs=5e-4 + 1e-12)  # 3 decimals
+    (number,) = re.findall(r"(\d\.\d+) \(expert (\d+)\)", lines["selected"])
+    assert int(number[1]) == np.argmin(r.pool_risk)
+    assert float(number[0]) == pytest.approx(1 - r.test_risk[np.argmin(r.pool_risk)], abs=5e-4)
+
+
+def test_deprecated_single_expert_names_warn(small_result):
+    with pytest.warns(DeprecationWarning, match="selected_expert"):
+        assert small_result.best_expert == small_result.selected_expert
+    with pytest.warns(DeprecationWarning, match="selected_accuracy"):
+        assert small_result.best_single_accuracy == small_result.selected_accuracy
 
 
 def test_experts_differ_in_what_they_get_wrong(small_result):
@@ -125,7 +162,9 @@ def test_results_json_and_figures(small_result, tmp_path):
     data = json.loads(open(paths["json"]).read())
     assert data["m"] == 128 and len(data["mi_bits"]) == len(DEFAULT_ALPHAS)
     np.testing.assert_allclose(data["gap"], small_result.gap)
-    assert {"rate", "accuracy"} <= set(data["curve"])
+    assert {"rate", "accuracy", "rate_at_d_min", "best_expert"} <= set(data["curve"])
+    for key in ("selected_expert", "selected_accuracy", "best_test_expert", "best_test_accuracy"):
+        assert data[key] == getattr(small_result, key)
     for key in ("bounds", "accuracy_rate"):
         with open(paths[key], "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
