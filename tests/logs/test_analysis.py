@@ -247,3 +247,59 @@ def test_sort_rows_network_matches_numpy():
     for k in range(1, 11):
         e = rng.integers(-1, 50, (200, k)).astype(np.int32)
         np.testing.assert_array_equal(_sort_rows(e), np.sort(e, axis=1))
+
+
+def _mostly_dropped_log(path, drop=(0.8, 0.05), n=2000, seed=0):
+    """2 layers, E=4, k=1; layer l records the expert as -1 for a fraction drop[l] of tokens."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 4, (n, len(drop), 1))
+    for l, frac in enumerate(drop):
+        ids[rng.random(n) < frac, l, 0] = -1
+    return write_log(path, ids, num_experts=4, token_id=rng.integers(0, 50, n)), ids
+
+
+def test_large_drop_fraction_is_the_first_warning(tmp_path):
+    log, ids = _mostly_dropped_log(tmp_path / "log")
+    r = analyze_log(log)
+    dropped = (ids == -1).mean(axis=(0, 2))
+    np.testing.assert_allclose(r.dropped_fraction, dropped)
+    first = r.warnings[0]
+    assert f"layer 0 drops {100 * dropped[0]:.1f}%" in first and "layer 1" not in first
+    table = r.format_table().splitlines()
+    assert table[0] == f"warning: {first}"
+    assert sum(first in line for line in table) == 1  # said once, up front
+    assert r.to_dict()["warnings"][0] == first        # and in summary.json
+
+
+def test_no_drop_warning_at_or_below_ten_percent(tmp_path):
+    log, _ = _mostly_dropped_log(tmp_path / "log", drop=(0.0, 0.05))
+    r = analyze_log(log)
+    assert 0 < r.dropped_fraction[1] <= 0.1
+    assert not any("drops" in w for w in r.warnings)
+    assert r.format_table().startswith("routing log report:")
+
+
+def test_every_table_column_has_a_legend(rich):
+    p, _ = rich
+    lines = analyze_log(p).format_table().splitlines()
+    rule = next(i for i, line in enumerate(lines) if line and set(line) == {"-"})
+    headers = lines[rule - 1].split()  # the header line, as printed
+    legend_at = lines.index("columns:")
+    legend = {}
+    for line in lines[legend_at + 1:]:
+        key, _, text = line.strip().partition(" ")
+        legend[key] = text.strip()
+    assert len(headers) == len(lines[rule + 1].split())  # one header per printed value
+    missing = [h for h in headers if not legend.get(h)]
+    assert not missing, f"columns without a legend line: {missing}"
+    assert "bits" in legend["I(tok)"] and "-" in legend
+
+
+def test_analyze_log_shows_no_progress_bar_unless_asked(rich, capsys):
+    pytest.importorskip("tqdm")
+    p, _ = rich
+    capsys.readouterr()
+    analyze_log(p, layers=[0])
+    assert "tok" not in capsys.readouterr().err
+    analyze_log(p, layers=[0], progress=True)  # the same capture sees a bar when one is asked for
+    assert "report" in capsys.readouterr().err

@@ -65,3 +65,21 @@ def test_report_progress_bar(small_log, tmp_path, capsys):
     pytest.importorskip("tqdm")
     assert main(["report", small_log.path, "--out", str(tmp_path / "r"), "--no-plots"]) == 0
     assert "report" in capsys.readouterr().err  # the tqdm bar writes to stderr
+
+
+def test_report_says_first_when_layers_drop_tokens(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    n = 800
+    ids = rng.integers(0, 4, (n, 2, 1))
+    ids[rng.random(n) < 0.875, :, 0] = -1  # as the tiny Switch model: 87.5% over capacity
+    log = write_log(tmp_path / "log", ids, num_experts=4, token_id=rng.integers(0, 30, n))
+    out = tmp_path / "rep"
+    assert main(["report", log.path, "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    dropped = (ids == -1).mean(axis=(0, 2))
+    assert printed[0].startswith("RoutingLog(")  # the log, then the table, which opens with:
+    assert printed[1].startswith("warning: layer 0 drops") and "layer 1 drops" in printed[1]
+    assert f"{100 * dropped[1]:.1f}%" in printed[1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert printed[1] == "warning: " + summary["warnings"][0]
+    assert "columns:" in printed  # with the legend below the table

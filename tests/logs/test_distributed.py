@@ -258,21 +258,107 @@ def test_killed_worker_does_not_change_the_result(tmp_path, cluster):
         c.scheduler.remove_plugin(name="recorder-test")
 
 
-def test_cli_scheduler_flag_parsing():
+def test_cli_scheduler_flag_parsing(cluster):
     import argparse
 
     from infomoe.logs._cli import register
-    from infomoe.logs._distributed import report_analyzer
+    from infomoe.logs._distributed import CLI_CONNECT_TIMEOUT, report_analyzer
 
+    c, _ = cluster
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     base = ["report", "LOG", "--out", "D"]
     absent = parser.parse_args(base)
     bare = parser.parse_args(base + ["--scheduler", "--workers", "2"])
-    addr = parser.parse_args(base + ["--scheduler", "tcp://10.0.0.1:8786"])
+    addr = parser.parse_args(base + ["--scheduler", c.scheduler_address])  # one that answers
     assert absent.scheduler is None and bare.scheduler == "local" and bare.workers == 2
     assert report_analyzer(absent) is analyze_log
     assert report_analyzer(parser.parse_args(base + ["--scheduler", "none"])) is analyze_log
+    assert report_analyzer(bare).keywords == {"scheduler": "local", "n_workers": 2}
     f = report_analyzer(addr)
     assert f.func is analyze_log_distributed
-    assert f.keywords == {"scheduler": "tcp://10.0.0.1:8786", "n_workers": None}
+    assert f.keywords == {"scheduler": c.scheduler_address, "n_workers": None,
+                          "connect_timeout": CLI_CONNECT_TIMEOUT}
+
+
+def _closed_port():
+    """A localhost port nothing listens on (bound once by us, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _report_error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("infomoe report: error: --scheduler ")
+    return err.strip()
+
+
+def test_cli_scheduler_mistakes_fail_before_the_log_is_read(tmp_path, capsys, monkeypatch):
+    def not_reached(*a, **k):
+        raise AssertionError("counting started")
+
+    monkeypatch.setattr("infomoe.logs._distributed.analyze_log_distributed", not_reached)
+    # LOG does not exist: reading it first would end in "not a routing log", not a --scheduler error
+    base = ["report", str(tmp_path / "LOG"), "--out", str(tmp_path / "r"), "--scheduler"]
+    port = _closed_port()
+    err = _report_error(capsys, base + [f"tcp://127.0.0.1:{port}"])
+    assert f"no Dask scheduler answers at tcp://127.0.0.1:{port}" in err
+    assert "no Dask scheduler answers" in _report_error(capsys, base + [f"127.0.0.1:{port}"])
+    assert "needs a host and a port number" in _report_error(capsys, base + ["tcp://127.0.0.1"])
+    assert "does not exist" in _report_error(capsys, base + [str(tmp_path / "scheduler.json")])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "is not JSON" in _report_error(capsys, base + [str(bad)])
+    bad.write_text('{"type": "Scheduler"}')
+    assert 'no "address"' in _report_error(capsys, base + [str(bad)])
+    bad.write_text(json.dumps({"address": f"tcp://127.0.0.1:{port}"}))
+    assert "no Dask scheduler answers" in _report_error(capsys, base + [str(bad)])
+    assert main(base[:-1] + ["--scheduler", "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_scheduler_file(rich, cluster, tmp_path):
+    c, _ = cluster
+    f = tmp_path / "scheduler.json"
+    f.write_text(json.dumps({"type": "Scheduler", "address": c.scheduler_address}))
+    out = tmp_path / "r"
+    assert main(["report", rich.path, "--out", str(out), "--no-progress", "--no-plots",
+                 "--scheduler", str(f)]) == 0
+    ref = analyze_log(rich)
+    s = json.loads((out / "summary.json").read_text())
+    assert [l["load"] for l in s["layers"]] == [c.tolist() for c in ref.load]
+
+
+def test_library_missing_scheduler_file_raises_at_once(rich, tmp_path):
+    with pytest.raises(FileNotFoundError, match="scheduler file .* does not exist"):
+        analyze_log_distributed(rich, scheduler=str(tmp_path / "nope.json"))
+
+
+def test_unreachable_scheduler_subprocess(rich, tmp_path):
+    """The real command: one line, status 2, and no Dask connection retries (a short timeout)."""
+    import subprocess
+    import sys
+
+    port = _closed_port()
+    p = subprocess.run([sys.executable, "-m", "infomoe.cli", "report", rich.path, "--out",
+                        str(tmp_path / "r"), "--scheduler", f"tcp://127.0.0.1:{port}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert f"no Dask scheduler answers at tcp://127.0.0.1:{port}" in p.stderr
+
+
+def test_dask_analyzer_shows_no_progress_bar_unless_asked(rich, cluster, capsys):
+    pytest.importorskip("tqdm")
+    _, client = cluster
+    capsys.readouterr()
+    analyze_log_distributed(rich, scheduler=client, layers=[0])
+    assert "report (dask)" not in capsys.readouterr().err
+    analyze_log_distributed(rich, scheduler=client, layers=[0], progress=True)
+    assert "report (dask)" in capsys.readouterr().err

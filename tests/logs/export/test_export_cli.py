@@ -42,3 +42,63 @@ def test_export_argument_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "--tiny", "llama", "--out", str(tmp_path / "d")])
     assert "invalid choice: 'llama'" in capsys.readouterr().err
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("infomoe export: error: "), err
+    return lines[0]
+
+
+SMALL = ["--tokens", "32", "--seq-len", "16", "--batch", "2"]
+
+
+def test_export_to_an_existing_log_offers_resume(tmp_path, capsys):
+    out = str(tmp_path / "log")
+    assert main(["export", "--tiny", "olmoe", "--out", out] + SMALL) == 0
+    capsys.readouterr()
+    assert main(["export", "--tiny", "olmoe", "--out", out] + SMALL) == 2
+    line = _one_error_line(capsys)
+    assert "already holds a routing log" in line and "--resume" in line
+    assert open_log(out).num_tokens == 32  # untouched
+    assert main(["export", "--tiny", "olmoe", "--out", out, "--resume", "--seed", "1"] + SMALL) == 0
+    log = open_log(out)
+    assert log.num_tokens == 64 and log.complete and len(log.shards) == 2
+
+
+def test_export_device_mistakes(tmp_path, capsys, monkeypatch):
+    import torch
+
+    out = str(tmp_path / "log")
+    assert main(["export", "--tiny", "olmoe", "--out", out, "--device", "gpu0"]) == 2
+    assert "--device 'gpu0' is not a torch device" in _one_error_line(capsys)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA
+    assert main(["export", "--tiny", "olmoe", "--out", out, "--device", "cuda"]) == 2
+    line = _one_error_line(capsys)
+    assert "--device cuda: CUDA is not available" in line and "--device cpu" in line
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["export", "--tiny", "olmoe", "--out", out, "--device", "cuda:3"]) == 2
+    assert "torch sees 1 CUDA device(s)" in _one_error_line(capsys)
+    assert not (tmp_path / "log").exists()
+
+
+def test_export_uncached_model_with_local_files_only(tmp_path, capsys):
+    out = str(tmp_path / "log")
+    model = "infomoe-tests/no-such-model-in-any-cache"
+    assert main(["export", model, "--local-files-only", "--out", out] + SMALL) == 2
+    line = _one_error_line(capsys)
+    assert f"MODEL {model!r} is not in the Hugging Face cache" in line
+    assert "--local-files-only" in line
+    assert main(["export", str(tmp_path / "no-dir"), "--out", out] + SMALL) == 2
+    assert "looks like a local path, but there is no such directory" in _one_error_line(capsys)
+    assert not (tmp_path / "log").exists()
+
+
+def test_export_unwritable_out(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["export", "--tiny", "olmoe", "--out", str(f)] + SMALL) == 2
+    assert "--out" in _one_error_line(capsys)
