@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infomoe._entropy import _NumberLike
 from infomoe._validate import as_float_array, check_unit_interval
 
 __all__ = ["GapEstimate", "generalization_gap", "split_supersample_losses"]
 
 
-@dataclass(frozen=True)
-class GapEstimate:
+@dataclass(frozen=True, eq=False)
+class GapEstimate(_NumberLike):
     """A measured generalization gap with a Student-t confidence interval.
 
     Attributes
@@ -34,7 +35,24 @@ class GapEstimate:
         ``"conditional"`` (1-D input: the gap ``L_mu(W) - L_S(W)`` of one
         trained model) or ``"expected"`` (2-D input: ``E[L_mu(W) - L_S(W)]``
         over training sets and the learning rule's randomness).
+
+    Notes
+    -----
+    A GapEstimate behaves like its number ``gap``, as
+    :class:`infomoe.Estimate` does like its ``value``: ``float(g)``,
+    ``np.asarray``, ``math.isclose``, format specs, comparisons and
+    arithmetic with numbers give what they give for ``g.gap`` (plain
+    floats; the interval is not propagated).  ``==`` compares ``gap`` only,
+    and a GapEstimate hashes like it.
+
+    Examples
+    --------
+    >>> g = generalization_gap([0, 0, 1, 0], [0, 1, 1, 0, 1, 0])
+    >>> g == 0.25, g < 0.5, round(2 * g, 6), f"{g:.2f}"
+    (True, True, 0.5, '0.25')
     """
+
+    _headline_field = "gap"
 
     gap: float
     low: float

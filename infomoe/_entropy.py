@@ -8,6 +8,8 @@ the end.  The count axis is the last one; leading axes are batched.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -32,8 +34,144 @@ def _fmt(v) -> str:
     return np.array2string(a, precision=6, threshold=8)
 
 
+class _NumberLike:
+    """Number behaviour of a result object through its headline number.
+
+    A subclass names the attribute holding the number in ``_headline_field``
+    (a float, or an array for batched results) and, when it has one, the
+    attribute holding its unit in ``_unit_field``.  Two results in different
+    units refuse arithmetic and ordering (``ValueError``) and are never equal.
+    Arithmetic gives plain floats (arrays when batched): attached
+    uncertainties (``std``, intervals) are not propagated.
+    """
+
+    __slots__ = ()
+    _headline_field = "value"
+    _unit_field: Optional[str] = None
+
+    def _headline(self):
+        return getattr(self, self._headline_field)
+
+    def _unit_of(self) -> Optional[str]:
+        return None if self._unit_field is None else getattr(self, self._unit_field)
+
+    def _same_unit(self, other: "_NumberLike") -> bool:
+        mine, theirs = self._unit_of(), other._unit_of()
+        return mine is None or theirs is None or mine == theirs
+
+    def _binary(self, other, symbol: str, op, reflected: bool = False):
+        """``self <op> other`` (``other <op> self`` if reflected) on the headline numbers."""
+        if isinstance(other, _NumberLike):
+            if not self._same_unit(other):
+                raise ValueError(
+                    f"cannot apply `{symbol}` to values in different units ({self._unit_of()} "
+                    f"and {other._unit_of()}); estimate both with "
+                    "the same `base=`, or convert one first "
+                    "(value * math.log(base) / math.log(new_base)).")
+            o = other._headline()
+        elif isinstance(other, (numbers.Real, np.ndarray)):
+            o = other
+        else:
+            return NotImplemented
+        v = self._headline()
+        out = op(o, v) if reflected else op(v, o)
+        return out.item() if isinstance(out, np.generic) else out
+
+    def __add__(self, other):
+        return self._binary(other, "+", operator.add)
+
+    def __radd__(self, other):
+        return self._binary(other, "+", operator.add, reflected=True)
+
+    def __sub__(self, other):
+        return self._binary(other, "-", operator.sub)
+
+    def __rsub__(self, other):
+        return self._binary(other, "-", operator.sub, reflected=True)
+
+    def __mul__(self, other):
+        return self._binary(other, "*", operator.mul)
+
+    def __rmul__(self, other):
+        return self._binary(other, "*", operator.mul, reflected=True)
+
+    def __truediv__(self, other):
+        return self._binary(other, "/", operator.truediv)
+
+    def __rtruediv__(self, other):
+        return self._binary(other, "/", operator.truediv, reflected=True)
+
+    def __lt__(self, other):
+        return self._binary(other, "<", operator.lt)
+
+    def __le__(self, other):
+        return self._binary(other, "<=", operator.le)
+
+    def __gt__(self, other):
+        return self._binary(other, ">", operator.gt)
+
+    def __ge__(self, other):
+        return self._binary(other, ">=", operator.ge)
+
+    def __eq__(self, other):
+        if isinstance(other, _NumberLike) and not self._same_unit(other):
+            return False  # 1 bit is not 1 nat; never raise from ==
+        return self._binary(other, "==", operator.eq)
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        if eq is NotImplemented:
+            return NotImplemented
+        return np.logical_not(eq) if isinstance(eq, np.ndarray) else not eq
+
+    def __hash__(self):
+        # objects that compare equal hash equal: a result equal to 1.0 hashes as 1.0
+        v = self._headline()
+        if np.ndim(v) != 0:
+            raise TypeError(f"unhashable {type(self).__name__}: it holds an array of shape "
+                            f"{np.shape(v)}.")
+        f = float(v)
+        return 0 if math.isnan(f) else hash(f)  # hash(nan) differs between nan objects
+
+    def __neg__(self):
+        return -self._headline()
+
+    def __pos__(self):
+        return +self._headline()
+
+    def __abs__(self):
+        return abs(self._headline())
+
+    def __round__(self, ndigits=None):
+        v = self._headline()
+        if np.ndim(v) != 0:
+            return np.round(v, 0 if ndigits is None else ndigits)
+        return round(float(v), ndigits)
+
+    def __float__(self) -> float:
+        a = np.asarray(self._headline())
+        if a.ndim != 0:
+            raise TypeError(f"this {type(self).__name__} holds an array of shape {a.shape}; "
+                            f"use `.{self._headline_field}` instead of float().")
+        return float(a)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(self._headline(), dtype=np.float64 if dtype is None else dtype,
+                        copy=copy)
+
+    def __format__(self, spec: str) -> str:
+        if not spec:
+            return str(self)
+        v = self._headline()
+        if np.ndim(v) != 0:
+            raise TypeError(f"format spec {spec!r} needs a single number; this "
+                            f"{type(self).__name__} holds an array of shape {np.shape(v)} "
+                            f"(format `.{self._headline_field}` instead).")
+        return format(float(v), spec)
+
+
 @dataclass(frozen=True, eq=False)
-class Estimate:
+class Estimate(_NumberLike):
     """An entropy or information estimate with its unit and settings.
 
     Attributes
@@ -55,6 +193,34 @@ class Estimate:
     k : int or tuple of int
         Alphabet size(s) used: ``k`` for an entropy, ``(kx, ky)`` for a mutual
         information, ``(kz, kx, ky)`` for a conditional one.
+
+    Notes
+    -----
+    An Estimate behaves like the number ``value`` it holds: ``float(e)``,
+    ``np.asarray(e)`` (also of a list of Estimates), ``math.isclose``,
+    ``np.isclose``, format specs (``f"{e:.3f}"``), the comparisons ``< <= >
+    >= == !=`` and ``+ - * /``, unary ``-``, ``abs`` and ``round`` with
+    numbers or other Estimates.  Arithmetic gives plain floats (arrays for a
+    batched ``value``); ``std`` is not propagated.  ``==`` compares values
+    only (``std``, ``estimator`` and ``n`` are ignored) and Estimates hash
+    like their value, so ``e == 1.0`` implies ``hash(e) == hash(1.0)``; a
+    batched Estimate compares element-wise and is unhashable.  Numbers are
+    taken in the Estimate's own unit.  Two Estimates in different units
+    (e.g. bits and nats) are never equal, and ordering or arithmetic between
+    them raises ``ValueError`` instead of mixing units.  An Estimate is not
+    an integer: ``int(e)`` and indexing with it raise ``TypeError``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infomoe import entropy
+    >>> h = entropy([5, 5])                      # 1 bit
+    >>> h == 1.0, h < 2, h + h, 2 * h - 0.5, round(h / 3, 3)
+    (True, True, 2.0, 1.5, 0.333)
+    >>> np.asarray([h, entropy([4, 4, 4, 4])])
+    array([1., 2.])
+    >>> f"{h:.2f} {h.unit}"
+    '1.00 bits'
     """
 
     value: Union[float, np.ndarray]
@@ -65,12 +231,7 @@ class Estimate:
     n: Union[int, float, np.ndarray]
     k: Union[int, tuple]
 
-    def __float__(self) -> float:
-        a = np.asarray(self.value)
-        if a.ndim != 0:
-            raise TypeError(f"this Estimate holds an array of shape {a.shape}; "
-                            "use `.value` instead of float().")
-        return float(a)
+    _unit_field = "unit"
 
     def __repr__(self) -> str:
         std = "" if self.std is None else f", std={_fmt(self.std)} {self.unit}"
@@ -82,21 +243,25 @@ class Estimate:
 # input handling
 
 
-def _check_counts(counts, name: str, estimator: str, *, min_ndim: int = 1) -> np.ndarray:
-    """Finite non-negative counts; integer-valued unless the estimator is plug-in."""
-    c = V.as_counts(counts, name, min_ndim=min_ndim)
-    if estimator != "plugin" and np.any(c != np.round(c)):
-        idx = tuple(int(i) for i in np.argwhere(c != np.round(c))[0])
-        raise ValueError(
-            f"`{name}` has a non-integer count {c[idx]!r} at index {idx}; the "
-            f"{estimator!r} estimator needs integer counts (weighted data: use "
-            "estimator='plugin').")
-    return c
+#: Appended to the error for non-integer counts given to :func:`entropy`.
+_ENTROPY_FIX = ("For the entropy of a probability vector p use infomoe.shannon_entropy(p); "
+                "for sums of sample weights pass weighted=True (estimator='plugin' only).")
 
 
-def _as_count_rows(counts, name: str, estimator: str, k):
+def _check_counts(counts, name: str, estimator: str, *, min_ndim: int = 1,
+                  weighted: bool = False, fix: str = _ENTROPY_FIX) -> np.ndarray:
+    """Finite non-negative counts: integers, or any reals when ``weighted`` (plug-in only)."""
+    if not isinstance(weighted, (bool, np.bool_)):
+        raise TypeError(f"`weighted` must be True or False, got {weighted!r}.")
+    if weighted and estimator != "plugin":
+        raise ValueError(f"`weighted=True` needs estimator='plugin', got estimator={estimator!r}: "
+                         "its bias correction assumes integer counts.")
+    return V.as_counts(counts, name, min_ndim=min_ndim, integer=not weighted, fix=fix)
+
+
+def _as_count_rows(counts, name: str, estimator: str, k, weighted: bool = False):
     """Validate counts; return (2-D float array, leading shape, alphabet K)."""
-    c = _check_counts(counts, name, estimator)
+    c = _check_counts(counts, name, estimator, weighted=weighted)
     lead = c.shape[:-1]
     c2 = c.reshape(-1, c.shape[-1])
     tot = c2.sum(axis=-1)
@@ -311,16 +476,16 @@ def _n_out(n, lead):
 
 
 def entropy(counts, *, estimator: str = "plugin", k: Optional[int] = None,
-            base: float = 2) -> Estimate:
+            base: float = 2, weighted: bool = False) -> Estimate:
     r"""Entropy of a discrete distribution estimated from counts.
 
     Parameters
     ----------
     counts : array_like, shape (..., n_bins)
-        Non-negative counts on the last axis; leading axes are batched.  Zero
-        entries are outcomes that were possible but not observed.  Integer
-        counts are required by every estimator but ``"plugin"``, which also
-        accepts float (weighted) counts.
+        Non-negative integer counts on the last axis (integer-valued floats
+        such as ``3.0`` are fine); leading axes are batched.  Zero entries are
+        outcomes that were possible but not observed.  For the entropy of a
+        probability vector use :func:`shannon_entropy`.
     estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         Which estimator (see Notes).
     k : int, optional
@@ -332,6 +497,10 @@ def entropy(counts, *, estimator: str = "plugin", k: Optional[int] = None,
         observed counts.
     base : float, default 2
         Logarithm base of the result (2: bits, ``math.e``: nats).
+    weighted : bool, default False
+        ``counts`` are sums of sample weights, any non-negative reals (then
+        ``n`` is the total weight).  Only with ``estimator="plugin"``: the
+        other estimators correct a bias that depends on integer counts.
 
     Returns
     -------
@@ -344,7 +513,8 @@ def entropy(counts, *, estimator: str = "plugin", k: Optional[int] = None,
     ------
     ValueError
         Negative, NaN or infinite counts; an all-zero count vector;
-        non-integer counts with a bias-corrected estimator; ``k`` smaller than
+        non-integer counts (unless ``weighted=True``); ``weighted=True`` with
+        an estimator other than ``"plugin"``; ``k`` smaller than
         the number of observed bins; fewer than 2 samples for the jackknife;
         an unknown estimator.
 
@@ -420,10 +590,12 @@ def entropy(counts, *, estimator: str = "plugin", k: Optional[int] = None,
     'nats'
     >>> entropy([[4, 4], [8, 0]]).value          # batched rows
     array([1., 0.])
+    >>> float(entropy([0.5, 1.5], weighted=True))   # sums of weights
+    0.8112781244591328
     """
     V.check_choice(estimator, "estimator", ESTIMATORS)
     b = V.check_base(base)
-    c2, lead, K = _as_count_rows(counts, "counts", estimator, k)
+    c2, lead, K = _as_count_rows(counts, "counts", estimator, k, weighted)
     h, var = _entropy_nats(c2, K, estimator)
     lb = math.log(b)
     std = None if var is None else np.sqrt(var) / lb

@@ -31,8 +31,14 @@ __all__ = [
 _CLIP = 1e-13
 
 
-def _flat_tables(table, name: str, estimator: str, nvars: int):
-    c = _check_counts(table, name, estimator, min_ndim=nvars)
+#: Appended to the error for non-integer tables.
+_TABLE_FIX = ("For a table of joint probabilities or of sums of sample weights pass "
+              "weighted=True (estimator='plugin' only); from labels with sample weights use "
+              "the `weights=` argument of mutual_information / conditional_mutual_information.")
+
+
+def _flat_tables(table, name: str, estimator: str, nvars: int, weighted: bool = False):
+    c = _check_counts(table, name, estimator, min_ndim=nvars, weighted=weighted, fix=_TABLE_FIX)
     lead = c.shape[:-nvars]
     dims = c.shape[-nvars:]
     c = c.reshape((-1,) + dims)
@@ -148,12 +154,13 @@ _MI_DOC_NOTES = r"""
 """
 
 
-def _table_estimate(table, estimator: str, base, nvars: int, plugin, groups) -> Estimate:
+def _table_estimate(table, estimator: str, base, nvars: int, plugin, groups,
+                    weighted: bool) -> Estimate:
     """Estimate on `nvars`-way tables: ``plugin(t, n)`` for ``"plugin"``, else the
     signed sum of marginal entropies ``groups`` (see :func:`_combined`)."""
     V.check_choice(estimator, "estimator", ESTIMATORS)
     b = V.check_base(base)
-    t, lead, dims, n = _flat_tables(table, "table", estimator, nvars)
+    t, lead, dims, n = _flat_tables(table, "table", estimator, nvars, weighted)
     if estimator == "plugin":
         value, var = plugin(t, n), None
     elif estimator == "james_stein":  # plug-in of the shrunk joint (Hausser & Strimmer 2009)
@@ -163,19 +170,25 @@ def _table_estimate(table, estimator: str, base, nvars: int, plugin, groups) -> 
     return _result(value, var, b, estimator, n, tuple(int(d) for d in dims), lead)
 
 
-def mutual_information_table(table, *, estimator: str = "plugin", base: float = 2) -> Estimate:
+def mutual_information_table(table, *, estimator: str = "plugin", base: float = 2,
+                             weighted: bool = False) -> Estimate:
     r"""Mutual information I(X;Y) of contingency tables.
 
     Parameters
     ----------
     table : array_like, shape (..., kx, ky)
-        Joint counts of X (rows) and Y (columns); leading axes are batched
-        (e.g. one table per layer gives one value per layer).  Float
-        (weighted) counts only with ``estimator="plugin"``.
+        Joint counts of X (rows) and Y (columns): non-negative integers
+        (integer-valued floats are fine); leading axes are batched (e.g. one
+        table per layer gives one value per layer).
     estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         Entropy estimator used on the margins and the joint (see Notes).
     base : float, default 2
         Logarithm base (2: bits).
+    weighted : bool, default False
+        ``table`` holds sums of sample weights (e.g. from
+        ``contingency(x, y, weights=w)``) or joint probabilities: any
+        non-negative reals.  Only with ``estimator="plugin"``, whose value
+        depends on the table only through ``table / table.sum()``.
 
     Returns
     -------
@@ -187,7 +200,8 @@ def mutual_information_table(table, *, estimator: str = "plugin", base: float = 
     ------
     ValueError
         Negative/NaN/inf counts, fewer than 2 dimensions, a table summing to
-        zero, non-integer counts with a bias-corrected estimator.
+        zero, non-integer counts (unless ``weighted=True``), ``weighted=True``
+        with an estimator other than ``"plugin"``.
 
     Notes
     -----
@@ -209,9 +223,11 @@ def mutual_information_table(table, *, estimator: str = "plugin", base: float = 
     0.0
     >>> mutual_information_table(np.stack([np.eye(2), np.ones((2, 2))])).value
     array([1., 0.])
+    >>> float(mutual_information_table([[0.5, 0.0], [0.0, 0.5]], weighted=True))
+    1.0
     """
     return _table_estimate(table, estimator, base, 2, _plugin_mi,
-                           [(1, (0,)), (1, (1,)), (-1, (0, 1))])
+                           [(1, (0,)), (1, (1,)), (-1, (0, 1))], weighted)
 
 
 def _check_label_options(estimator: str, base, weights) -> None:
@@ -298,9 +314,15 @@ def mutual_information(x, y=None, *, estimator: str = "plugin", kx: Optional[int
             raise TypeError("`y` is missing: pass two label arrays `x, y`, or an iterable of "
                             "(x, y) / (x, y, w) chunks as `x` alone.")
         table = contingency(x, kx=kx, ky=ky)
+        weighted = table.dtype.kind == "f"  # (x, y, w) chunks: sums of weights
+        if weighted and estimator != "plugin":
+            raise ValueError(f"weighted (x, y, w) chunks are supported only with "
+                             f"estimator='plugin', got estimator={estimator!r} (its bias "
+                             "correction needs integer counts).")
     else:
         table = contingency(x, y, kx=kx, ky=ky, weights=weights)
-    return mutual_information_table(table, estimator=estimator, base=base)
+        weighted = weights is not None
+    return mutual_information_table(table, estimator=estimator, base=base, weighted=weighted)
 
 
 for _f in (mutual_information_table, mutual_information):
@@ -309,17 +331,21 @@ del _f
 
 
 def conditional_mutual_information_table(table, *, estimator: str = "plugin",
-                                         base: float = 2) -> Estimate:
+                                         base: float = 2, weighted: bool = False) -> Estimate:
     r"""Conditional mutual information I(X;Y|Z) of three-way tables.
 
     Parameters
     ----------
     table : array_like, shape (..., kz, kx, ky)
-        Joint counts indexed ``[z, x, y]``; leading axes are batched.
+        Joint counts indexed ``[z, x, y]`` (non-negative integers); leading
+        axes are batched.
     estimator : {"plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger", "james_stein"}
         Entropy estimator (see Notes).
     base : float, default 2
         Logarithm base (2: bits).
+    weighted : bool, default False
+        ``table`` holds sums of sample weights or joint probabilities (any
+        non-negative reals); only with ``estimator="plugin"``.
 
     Returns
     -------
@@ -356,7 +382,7 @@ def conditional_mutual_information_table(table, *, estimator: str = "plugin",
     0.333333333333
     """
     return _table_estimate(table, estimator, base, 3, _plugin_cmi,
-                           [(1, (0, 1)), (1, (0, 2)), (-1, (0, 1, 2)), (-1, (0,))])
+                           [(1, (0, 1)), (1, (0, 2)), (-1, (0, 1, 2)), (-1, (0,))], weighted)
 
 
 def _alphabet(labels: np.ndarray, k, name: str, kname: str) -> int:
@@ -469,7 +495,8 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
             del rows  # before the next chunk is made
 
     table = contingency(chunks(), kx=kz_ * kx_, ky=ky_).reshape(kz_, kx_, ky_)
-    return conditional_mutual_information_table(table, estimator=estimator, base=base)
+    return conditional_mutual_information_table(table, estimator=estimator, base=base,
+                                                weighted=w is not None)
 
 
 # --------------------------------------------------------------------------

@@ -104,12 +104,27 @@ def as_labels(x, name: str, *, allow_empty: bool = False) -> np.ndarray:
 
 
 def as_counts(c, name: str, *, ndim: Optional[int | Sequence[int]] = None,
-              min_ndim: Optional[int] = None) -> np.ndarray:
-    """Return a count table as float64 after checking it is finite and non-negative."""
+              min_ndim: Optional[int] = None, integer: bool = False,
+              fix: str = "") -> np.ndarray:
+    """Return a count table as float64 after checking it is finite and non-negative.
+
+    With ``integer=True`` every entry must also be a whole number (``3.0`` is
+    fine, ``0.2`` is not); ``fix`` is appended to that error message to say
+    what to do instead (e.g. which function takes probabilities).
+    """
     a = as_float_array(c, name, ndim=ndim, min_ndim=min_ndim)
     if (a < 0).any():
         idx = tuple(int(i) for i in np.argwhere(a < 0)[0])
         raise ValueError(f"`{name}` has a negative count {a[idx]!r} at index {idx}; counts must be >= 0.")
+    integer_dtype = isinstance(c, np.ndarray) and c.dtype.kind in "biu"
+    if integer and not integer_dtype:
+        frac = a != np.round(a)
+        if frac.any():
+            idx = tuple(int(i) for i in np.argwhere(frac)[0])
+            raise ValueError(
+                f"`{name}` has a non-integer count {float(a[idx])!r} at index {idx}; counts "
+                "must be non-negative integers (how often each outcome occurred)."
+                + (f" {fix}" if fix else ""))
     return a
 
 

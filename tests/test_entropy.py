@@ -1,6 +1,7 @@
 """Tests for infomoe._entropy: entropy estimators from counts and shannon_entropy."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import integrate, special
 
 import infomoe
-from infomoe import ESTIMATORS, Estimate, entropy, shannon_entropy
+from infomoe import ESTIMATORS, Estimate, entropy, mutual_information_table, shannon_entropy
 from infomoe._entropy import _dirichlet_entropy_moments
 
 
@@ -341,8 +342,39 @@ def test_k_pads_with_zeros(estimator):
         float(entropy(c[c > 0], estimator=estimator)), abs=1e-12)
 
 
-def test_plugin_accepts_weighted_counts():
-    assert float(entropy([0.5, 1.5])) == pytest.approx(scipy.stats.entropy([1, 3], base=2))
+def test_weighted_counts_need_weighted_true():
+    expected = scipy.stats.entropy([1, 3], base=2)
+    e = entropy([0.5, 1.5], weighted=True)
+    assert float(e) == pytest.approx(expected, abs=1e-15)
+    assert e.n == 2.0 and e.estimator == "plugin"
+    # an integer table is a valid weighted table too: same value as the counts
+    assert float(entropy([1, 3], weighted=True)) == pytest.approx(expected, abs=1e-15)
+    # batched rows, each of its own total weight
+    v = entropy([[0.5, 1.5], [0.25, 0.25]], weighted=True).value
+    np.testing.assert_allclose(v, [expected, 1.0], rtol=0, atol=1e-15)
+
+
+def test_probabilities_are_not_counts():
+    """entropy([0.2, 0.8]) used to treat the probabilities as (weighted) counts."""
+    with pytest.raises(ValueError) as info:
+        entropy([0.2, 0.8])
+    msg = str(info.value)
+    assert "`counts`" in msg and "0.2" in msg and "non-negative integers" in msg
+    assert "shannon_entropy" in msg and "weighted=True" in msg
+    # what the message points to gives the entropy of the distribution
+    assert shannon_entropy([0.2, 0.8]) == pytest.approx(scipy.stats.entropy([0.2, 0.8], base=2))
+
+
+@pytest.mark.parametrize("estimator", [e for e in ESTIMATORS if e != "plugin"])
+def test_weighted_true_only_with_plugin(estimator):
+    with pytest.raises(ValueError, match=f"weighted=True.*plugin.*{estimator}"):
+        entropy([1, 2], estimator=estimator, weighted=True)
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_weighted_must_be_bool(bad):
+    with pytest.raises(TypeError, match="`weighted` must be True or False"):
+        entropy([1, 2], weighted=bad)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -377,12 +409,13 @@ def test_entropy_bad_counts(bad, exc, msg):
         entropy(bad)
 
 
-@pytest.mark.parametrize("estimator", ["miller_madow", "jackknife", "chao_shen", "nsb"])
-def test_bias_corrected_need_integer_counts(estimator):
-    with pytest.raises(ValueError, match="integer counts"):
-        entropy([1.5, 2.0], estimator=estimator)
-    # integer-valued floats are fine
-    entropy([1.0, 2.0], estimator=estimator)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_every_estimator_needs_integer_counts(estimator):
+    with pytest.raises(ValueError, match=r"non-integer count 1\.5 at index \(1, 0\)"):
+        entropy([[1.0, 2.0], [1.5, 2.0]], estimator=estimator)
+    # integer-valued floats are fine, and give the value of the integer counts
+    assert float(entropy([1.0, 2.0], estimator=estimator)) == pytest.approx(
+        float(entropy(np.array([1, 2]), estimator=estimator)), abs=1e-15)
 
 
 def test_entropy_bad_options():
@@ -413,3 +446,126 @@ def test_entropy_bad_options():
 def test_shannon_entropy_errors(bad, msg):
     with pytest.raises(ValueError, match=msg):
         shannon_entropy(bad)
+
+
+# ---------------------------------------------------------------- Estimate as a number
+
+import operator  # noqa: E402
+
+
+@pytest.fixture
+def h31():
+    """An Estimate and the plain float it holds: H(3/4, 1/4) in bits."""
+    e = entropy([3, 1])
+    assert e.value == pytest.approx(2 - 0.75 * math.log2(3), abs=1e-15)
+    assert e.value == 0.8112781244591328                 # the value the tests compare with
+    return e, 0.8112781244591328
+
+
+@pytest.mark.parametrize("op", [operator.lt, operator.le, operator.gt, operator.ge,
+                                operator.eq, operator.ne])
+@pytest.mark.parametrize("other", [0.5, 0.8112781244591328, 0.82, 1, -3])
+def test_estimate_compares_like_its_value(h31, op, other):
+    e, v = h31
+    assert op(e, other) is op(v, other)
+    assert op(other, e) is op(other, v)                  # reflected
+    assert op(e, np.float64(other)) == op(v, other)
+
+
+@pytest.mark.parametrize("op", [operator.add, operator.sub, operator.mul, operator.truediv])
+@pytest.mark.parametrize("other", [0.25, 3, -1.5])
+def test_estimate_arithmetic_gives_floats(h31, op, other):
+    e, v = h31
+    for got, want in ((op(e, other), op(v, other)), (op(other, e), op(other, v))):
+        assert type(got) is float and got == want
+    e2 = entropy([1, 1, 2])                              # Estimate with Estimate
+    got = op(e, e2)
+    assert type(got) is float and got == op(v, e2.value)
+
+
+def test_estimate_unary_abs_round_float(h31):
+    e, v = h31
+    assert -e == -v and +e == v and abs(e) == v
+    assert type(-e) is float and type(+e) is float and type(abs(e)) is float
+    neg = mutual_information_table(np.full((3, 3), 1), estimator="miller_madow")
+    assert neg.value < 0                                 # the bias correction overshoots
+    assert abs(neg) == -neg.value and -neg == -neg.value
+    assert round(e) == round(v) and type(round(e)) is int
+    assert round(e, 3) == round(v, 3) == 0.811 and type(round(e, 3)) is float
+    assert float(e) == v and type(float(e)) is float
+    assert sum([e, e]) == 2 * v
+
+
+def test_estimate_in_numpy_and_math(h31):
+    e, v = h31
+    e2 = entropy(np.full(4, 3))
+    a = np.asarray([e, e2])
+    assert a.dtype == np.float64 and a.tolist() == [v, 2.0]
+    assert np.asarray(e).shape == () and float(np.asarray(e)) == v
+    assert np.asarray(e, dtype=np.float32).dtype == np.float32
+    with pytest.raises(ValueError):                       # numpy 2 copy=False: as for a float
+        np.array(e, copy=False)
+    assert np.isclose(e, v) and not np.isclose(e, v + 1e-3)
+    assert math.isclose(e, v) and math.isclose(e2, 2.0)
+    assert np.mean([e, e2]) == pytest.approx((v + 2.0) / 2)
+    np.testing.assert_array_equal(np.array([1.0, 2.0]) + e, [1.0 + v, 2.0 + v])
+    assert e == pytest.approx(v)
+    assert f"{e:.3f}" == f"{v:.3f}" and f"{e}" == repr(e)
+
+
+def test_estimate_equality_and_hash():
+    a = entropy([5, 5])
+    b = entropy([5, 5], estimator="miller_madow")             # 1 + 1/(2*10*ln 2) bits
+    c = entropy([2, 2], estimator="plugin")                    # 1 bit, other n
+    assert a == c and hash(a) == hash(c) == hash(1.0)         # value equality, hashes agree
+    assert a != b and b > a
+    assert len({a, c, 1.0}) == 1
+    assert {a: "x"}[1.0] == "x"
+    assert (a == "1.0") is False and (a != None) is True      # noqa: E711
+    with pytest.raises(TypeError):
+        a + "1"
+    nan = Estimate(value=math.nan, std=None, base=2.0, unit="bits", estimator="plugin", n=0, k=1)
+    assert hash(nan) == hash(nan) and nan != nan
+
+
+def test_estimates_in_different_units_do_not_mix():
+    bits = entropy([5, 5])
+    nats = entropy([5, 5], base=math.e)
+    assert bits != nats and not (bits == nats)
+    zero_nats = entropy([4], base=math.e)
+    assert (zero_nats == 0.0) and zero_nats != entropy([4])
+    for op, sym in ((operator.add, "+"), (operator.sub, "-"), (operator.mul, "*"),
+                    (operator.truediv, "/"), (operator.lt, "<"), (operator.ge, ">=")):
+        with pytest.raises(ValueError, match=rf"`{re.escape(sym)}`.*bits.*nats.*base="):
+            op(bits, nats)
+    # numbers are taken in the Estimate's own unit
+    assert nats == pytest.approx(math.log(2))
+
+
+def test_estimate_is_not_an_integer():
+    e = entropy([4, 4])
+    with pytest.raises(TypeError):
+        int(e)
+    with pytest.raises(TypeError):
+        operator.index(e)
+    with pytest.raises(TypeError):
+        [0, 1, 2][e]
+
+
+def test_batched_estimate_is_elementwise():
+    e = entropy([[4, 4], [8, 0], [1, 3]])
+    v = e.value
+    np.testing.assert_array_equal(e < 0.5, v < 0.5)
+    np.testing.assert_array_equal(0.5 <= e, 0.5 <= v)
+    np.testing.assert_array_equal(e == 1.0, v == 1.0)
+    np.testing.assert_array_equal(e != 1.0, v != 1.0)
+    np.testing.assert_array_equal(e + 1, v + 1)
+    np.testing.assert_array_equal(2 / (e + 1), 2 / (v + 1))
+    np.testing.assert_array_equal(e - e, np.zeros(3))
+    np.testing.assert_array_equal(-e, -v)
+    np.testing.assert_array_equal(round(e, 2), np.round(v, 2))
+    np.testing.assert_array_equal(np.asarray(e), v)
+    with pytest.raises(TypeError, match="unhashable.*shape \\(3,\\)"):
+        hash(e)
+    with pytest.raises(TypeError, match="array of shape \\(3,\\)"):
+        f"{e:.2f}"

@@ -261,7 +261,7 @@ def test_samples_api_weights_and_declared_sizes():
     t = np.zeros((3, 4))
     np.add.at(t, (x, y), w)
     assert float(mutual_information(x, y, weights=w)) == pytest.approx(
-        float(mutual_information_table(t)), abs=1e-12)
+        float(mutual_information_table(t, weighted=True)), abs=1e-12)
     e = mutual_information(x, y, kx=5, ky=4, estimator="miller_madow")
     assert e.k == (5, 4)
     z = rng.integers(0, 2, 200)
@@ -293,7 +293,7 @@ def test_cmi_from_samples_streams_the_row_index(monkeypatch):
     assert float(est) == float(conditional_mutual_information_table(t3))
     # weighted: chunks of z * kx + x
     assert float(conditional_mutual_information(x, y, z, weights=w)) == pytest.approx(
-        float(conditional_mutual_information_table(tw)), rel=1e-12)
+        float(conditional_mutual_information_table(tw, weighted=True)), rel=1e-12)
     # sparse (declared kx far above the labels): chunks of z * kx + x too
     sparse = conditional_mutual_information(x, y, z, kx=50_000)
     assert sparse.k == (3, 50_000, 4)
@@ -428,9 +428,53 @@ def test_table_errors(bad, msg):
         mutual_information_table(bad)
 
 
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_tables_need_integer_counts(estimator):
+    """A probability table used to be taken as counts by the plug-in, silently."""
+    for f, table, idx in ((mutual_information_table, [[1, 1], [1, 0.5]], "(1, 1)"),
+                          (conditional_mutual_information_table, np.full((2, 2, 2), 0.125),
+                           "(0, 0, 0)")):
+        with pytest.raises(ValueError) as info:
+            f(table, estimator=estimator)
+        msg = str(info.value)
+        assert "`table`" in msg and f"at index {idx}" in msg and "non-negative integers" in msg
+        assert "weighted=True" in msg
+    # integer-valued floats are counts
+    assert float(mutual_information_table(np.eye(3) * 4.0, estimator=estimator)) == pytest.approx(
+        float(mutual_information_table(np.eye(3, dtype=np.int64) * 4, estimator=estimator)),
+        abs=1e-15)
+
+
+def test_weighted_tables():
+    rng = np.random.default_rng(23)
+    p = rng.dirichlet(np.ones(12)).reshape(3, 4)
+    px, py = p.sum(1), p.sum(0)
+    ref = float((p * np.log2(p / np.outer(px, py))).sum())
+    assert float(mutual_information_table(p, weighted=True)) == pytest.approx(ref, abs=1e-14)
+    assert float(mutual_information_table(7.5 * p, weighted=True)) == pytest.approx(ref, abs=1e-14)
+    assert mutual_information_table(7.5 * p, weighted=True).n == pytest.approx(7.5)
+    p3 = rng.dirichlet(np.ones(12)).reshape(2, 3, 2)
+    pz = p3.sum((1, 2))
+    ref3 = sum(pz[z] * float(mutual_information_table(p3[z], weighted=True)) for z in range(2))
+    assert float(conditional_mutual_information_table(p3, weighted=True)) == pytest.approx(
+        ref3, abs=1e-14)
+    for est in ESTIMATORS[1:]:
+        with pytest.raises(ValueError, match="weighted=True.*plugin"):
+            mutual_information_table(p, estimator=est, weighted=True)
+        with pytest.raises(ValueError, match="weighted=True.*plugin"):
+            conditional_mutual_information_table(p3, estimator=est, weighted=True)
+
+
+def test_weighted_chunks_only_with_plugin():
+    x = np.array([0, 1, 0, 1])
+    chunks = [(x, x, np.array([0.5, 1.0, 2.0, 1.0]))]
+    assert float(mutual_information(iter(chunks))) == pytest.approx(
+        float(mutual_information_table([[2.5, 0], [0, 2.0]], weighted=True)), abs=1e-15)
+    with pytest.raises(ValueError, match=r"weighted \(x, y, w\) chunks .*plugin"):
+        mutual_information(iter(chunks), estimator="miller_madow")
+
+
 def test_table_errors_more():
-    with pytest.raises(ValueError, match="integer counts"):
-        mutual_information_table([[1.5, 1], [1, 1]], estimator="chao_shen")
     with pytest.raises(ValueError, match="dimension"):
         conditional_mutual_information_table(np.ones((2, 2)))
     with pytest.raises(ValueError, match="estimator"):
@@ -471,7 +515,7 @@ def test_channel_equals_plugin_mi_of_joint_and_lautum_formula():
     ci = channel_information(q, weights=w, base=math.e)
     joint = px[:, None] * q
     assert ci.mutual_information == pytest.approx(
-        float(mutual_information_table(joint, base=math.e)), abs=1e-12)
+        float(mutual_information_table(joint, base=math.e, weighted=True)), abs=1e-12)
     g = joint.sum(0)
     lautum = sum(px[x] * sum(g[t] * math.log(g[t] / q[x, t]) for t in range(5)) for x in range(9))
     assert ci.lautum_information == pytest.approx(lautum, abs=1e-12)
