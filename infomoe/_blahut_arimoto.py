@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from infomoe._entropy import _span
 from infomoe._validate import (
     as_float_array,
     as_probability_rows,
@@ -44,6 +45,12 @@ _CACHE_BYTES = 1 << 29
 # ---------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------
+
+def _converged_text(converged) -> str:
+    """``True`` when every point converged, else ``"k/n"``."""
+    c = np.asarray(converged, dtype=bool)
+    return "True" if c.all() else f"{int(c.sum())}/{c.size}"
+
 
 @dataclass(frozen=True)
 class RateDistortionResult:
@@ -87,6 +94,14 @@ class RateDistortionResult:
     base: float
     unit: str
     tol: float
+
+    def __repr__(self) -> str:
+        u = self.unit
+        return (f"RateDistortionResult(n_beta={np.size(self.beta)}, "
+                f"n_experts={np.shape(self.q_t)[-1]}, beta={_span(self.beta)}, "
+                f"rate={_span(self.rate)} {u}, distortion={_span(self.distortion)}, "
+                f"converged={_converged_text(self.converged)}, "
+                f"max_certificate={np.max(self.certificate, initial=0.0):.3g} {u})")
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,13 @@ class AccuracyRateCurve:
     base: float
     unit: str
 
+    def __repr__(self) -> str:
+        quality = (f"accuracy={_span(self.accuracy)}" if self.accuracy is not None
+                   else f"distortion={_span(self.distortion)}")
+        return (f"AccuracyRateCurve(n_points={np.size(self.rate)}, "
+                f"rate={_span(self.rate)} {self.unit}, {quality}, "
+                f"best_expert={self.best_expert}, converged={_converged_text(self.converged)})")
+
 
 @dataclass(frozen=True)
 class CapacityResult:
@@ -185,6 +207,13 @@ class CapacityResult:
     iterations: int
     base: float
     unit: str
+
+    def __repr__(self) -> str:
+        u = self.unit
+        return (f"CapacityResult(capacity={self.capacity:.6g} {u}, "
+                f"upper_bound={self.upper_bound:.6g} {u}, certificate={self.certificate:.3g} {u}, "
+                f"n_inputs={np.size(self.p_x)}, converged={self.converged}, "
+                f"iterations={self.iterations})")
 
 
 # ---------------------------------------------------------------------------

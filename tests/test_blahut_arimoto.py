@@ -4,6 +4,7 @@ Sizes are small and shapes are shared between tests where possible: every new
 shape costs a JIT compilation.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -344,3 +345,57 @@ def test_capacity_and_curve_reject_bad_input():
         accuracy_rate_curve([[0.0, -1.0]])
     with pytest.raises(ValueError, match="inf"):
         accuracy_rate_curve([[0.0, np.inf]])
+
+
+# ---------------------------------------------------------------------------
+# short reprs
+# ---------------------------------------------------------------------------
+
+def test_reprs_stay_short_and_name_the_key_numbers():
+    n = 1000
+    conv = np.ones(n, dtype=bool)
+    conv[5] = False
+    curve = AccuracyRateCurve(
+        beta=np.concatenate([[0.0], np.geomspace(0.01, 100, n - 2), [np.inf]]),
+        rate=np.linspace(0.0, 3.91, n), distortion=np.linspace(0.13, 0.0, n),
+        accuracy=np.linspace(0.87, 1.0, n), raw_distortion=np.linspace(0.13, 0.0, n),
+        max_adjustment=0.0, certificate=np.zeros(n), converged=conv, d_max=0.13, d_min=0.0,
+        rate_at_d_min=3.91, best_expert=17, is_zero_one=True, base=2.0, unit="bits")
+    r = repr(curve)
+    assert len(r) < 200, r
+    for part in ("AccuracyRateCurve(", "n_points=1000", "rate=[0, 3.91] bits",
+                 "accuracy=[0.87, 1]", "best_expert=17", "converged=999/1000"):
+        assert part in r, (part, r)
+    lossy = dataclasses.replace(curve, accuracy=None, is_zero_one=False,
+                                converged=np.ones(n, dtype=bool))
+    assert "distortion=[0, 0.13]" in repr(lossy) and "converged=True" in repr(lossy)
+
+    experts = 64
+    rd = RateDistortionResult(
+        beta=np.geomspace(0.1, 100, n), rate=np.linspace(0.0, 2.5, n),
+        distortion=np.linspace(0.4, 0.01, n), q_t=np.full((n, experts), 1.0 / experts),
+        certificate=np.full(n, 2e-10), converged=np.ones(n, dtype=bool),
+        iterations=np.full(n, 7), base=math.e, unit="nats", tol=1e-9)
+    r = repr(rd)
+    assert len(r) < 250, r
+    for part in ("n_beta=1000", "n_experts=64", "beta=[0.1, 100]", "rate=[0, 2.5] nats",
+                 "distortion=[0.01, 0.4]", "converged=True", "max_certificate=2e-10 nats"):
+        assert part in r, (part, r)
+
+    cap = CapacityResult(capacity=1.5, upper_bound=1.5 + 3e-10, certificate=3e-10,
+                         p_x=np.full(100_000, 1e-5), converged=True, iterations=12, base=2.0,
+                         unit="bits")
+    r = repr(cap)
+    assert len(r) < 200, r
+    for part in ("capacity=1.5 bits", "certificate=3e-10 bits", "n_inputs=100000",
+                 "converged=True", "iterations=12"):
+        assert part in r, (part, r)
+
+
+def test_solved_curve_repr(bernoulli):
+    c = accuracy_rate_curve(HAMMING, p_x=P_BERN, betas=BERN_BETAS[1:-1])
+    r = repr(c)
+    assert f"rate=[0, {c.rate.max():.4g}] bits" in r and "converged=True" in r
+    assert f"accuracy=[{c.accuracy.min():.4g}, 1]" in r
+    r = repr(bernoulli)
+    assert f"n_beta={BERN_BETAS.size}" in r and "beta=[0, inf]" in r

@@ -569,3 +569,18 @@ def test_batched_estimate_is_elementwise():
         hash(e)
     with pytest.raises(TypeError, match="array of shape \\(3,\\)"):
         f"{e:.2f}"
+
+
+def test_estimate_repr_stays_short():
+    rng = np.random.default_rng(12)
+    e = entropy(rng.integers(1, 9, size=(200, 300, 5)), estimator="jackknife")
+    r = repr(e)
+    assert len(r) < 250, r
+    v, s = e.value, e.std
+    assert f"value=array of shape (200, 300) in [{v.min():.4g}, {v.max():.4g}] bits" in r
+    assert f"std=array of shape (200, 300) in [{s.min():.4g}, {s.max():.4g}] bits" in r
+    assert "estimator='jackknife'" in r and "k=5" in r
+    # small results list their numbers
+    assert repr(entropy([[4, 4], [8, 0]])) == \
+        "Estimate(value=[1, 0] bits, estimator='plugin', n=[8, 8], k=2)"
+    assert repr(entropy([4, 4])) == "Estimate(value=1 bits, estimator='plugin', n=8, k=2)"

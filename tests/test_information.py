@@ -586,3 +586,14 @@ def test_channel_atol():
     with pytest.raises(ValueError, match="sum to 1"):
         channel_information(p)
     assert channel_information(p, atol=1e-3).mutual_information == 0.0
+
+
+def test_channel_information_repr_stays_short():
+    q = np.random.default_rng(13).dirichlet(np.ones(4), size=(40, 30, 10))
+    ci = channel_information(q)
+    r = repr(ci)
+    assert len(r) < 300, r
+    mi = ci.mutual_information
+    assert f"mutual_information=array of shape (40, 30) in [{mi.min():.4g}, {mi.max():.4g}] bits" in r
+    assert repr(channel_information(np.eye(4))).startswith(
+        "ChannelInformation(entropy=2 bits, conditional_entropy=0 bits")
