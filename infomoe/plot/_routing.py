@@ -45,6 +45,10 @@ def coherence_heatmap(vectors_or_gram, *, gram: bool = False, ax=None, cmap: str
     im = ax.imshow(g, vmin=0.0, vmax=1.0, cmap=cmap, interpolation="nearest")
     if colorbar:
         ax.figure.colorbar(im, ax=ax, label=r"$|\langle w_i, w_j\rangle|$")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experts are whole numbers
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("expert j")
     ax.set_ylabel("expert i")
     ax.set_title(rf"mutual coherence $\mu$ = {mu:.3f}")

@@ -25,6 +25,18 @@ def test_coherence_heatmap():
     np.testing.assert_allclose(ax2.get_images()[0].get_array(), np.abs(g))
 
 
+@pytest.mark.parametrize("n_experts", [3, 4, 6])
+def test_coherence_heatmap_expert_ticks_are_integers(n_experts):
+    fig, ax = plt.subplots()
+    plot.coherence_heatmap(np.eye(n_experts), gram=True, ax=ax)
+    fig.canvas.draw()
+    for ticks, (lo, hi) in ((ax.get_xticks(), ax.get_xlim()), (ax.get_yticks(), ax.get_ylim())):
+        lo, hi = sorted((lo, hi))
+        shown = ticks[(ticks >= lo) & (ticks <= hi)]
+        assert shown.size >= 2
+        np.testing.assert_array_equal(shown, np.round(shown))
+
+
 def test_recovery_vs_coherence_and_trace():
     r = coherence_barrier(10, 6, 2, [0.5, 0.8], n_tokens=30)
     ax = plot.recovery_vs_coherence(r, ax=plt.figure().gca())
