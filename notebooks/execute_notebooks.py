@@ -9,8 +9,10 @@ Each notebook runs top to bottom in a fresh ``python3`` kernel (the Python
 that runs this script, i.e. the environment's interpreter), with the
 notebook's folder as the working directory, and is written back with its
 outputs.  Volatile metadata is left out so that re-running an unchanged
-notebook does not churn the diff: no execution timings are recorded, and the
-notebook metadata keeps only ``kernelspec`` and ``language_info``.  Figures
+notebook does not churn the diff: no execution timings are recorded,
+consecutive printed output of a cell is stored as one block (however it was
+split in transit), and the notebook metadata keeps only ``kernelspec`` and
+``language_info``.  Figures
 use matplotlib's inline backend at a fixed resolution (``FIGURE_DPI``).
 
 ``tests/test_notebooks.py`` checks that the committed notebooks have outputs;
@@ -29,6 +31,20 @@ FIGURE_DPI = 80
 CELL_TIMEOUT = 900
 
 HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stdout (or stderr) outputs into one: how printed text
+    is split into messages depends on timing, so it would churn the diff."""
+    merged: list = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.output_type == "stream" and prev is not None and prev.output_type == "stream"
+                and prev.name == out.name):
+            prev.text += out.text
+        else:
+            merged.append(out)
+    return merged
 
 
 def execute(path) -> None:
@@ -52,6 +68,8 @@ def execute(path) -> None:
                    if key in nb.metadata}
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = _coalesce_streams(cell.outputs)
     nbformat.validate(nb)
     nbformat.write(nb, path)
 
