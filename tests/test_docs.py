@@ -9,7 +9,9 @@ section the project relies on is missing, or when ``docs/theory.md`` names an
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
 import os
 import pathlib
 import re
@@ -196,6 +198,43 @@ def test_functions_named_in_the_theory_exist():
         except (ImportError, AttributeError):
             missing.append(name)
     assert not missing, f"docs/theory.md names functions that do not exist: {missing}"
+
+
+#: public namespaces whose names, parameters and result fields docs/theory.md may name
+NAMESPACES = ("infomoe", "infomoe.bounds", "infomoe.routing", "infomoe.routing.jax", "infomoe.bank",
+              "infomoe.plot", "infomoe.logs", "infomoe.testing")
+#: names in backticks that are not infomoe's (literals, other libraries)
+FOREIGN_NAMES = {"None", "True", "False", "load_balancing_loss_func"}
+
+
+def known_identifiers() -> set:
+    """Public names of :data:`NAMESPACES`, their parameters and their result fields."""
+    known = set()
+    for ns in NAMESPACES:
+        module = importlib.import_module(ns)
+        for name in getattr(module, "__all__", dir(module)):
+            known.add(name)
+            obj = getattr(module, name, None)
+            if callable(obj):
+                try:
+                    known.update(inspect.signature(obj).parameters)
+                except (TypeError, ValueError):
+                    pass
+            if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+                known.update(f.name for f in dataclasses.fields(obj))
+    return known
+
+
+def test_identifiers_and_files_named_in_the_theory_exist():
+    text = THEORY.read_text(encoding="utf-8")
+    names = set(re.findall(r"`([A-Za-z_]\w*)(?:\([^`]*\))?`", text)) - FOREIGN_NAMES
+    assert len(names) > 50
+    unknown = sorted(names - known_identifiers())
+    assert not unknown, f"docs/theory.md names {unknown}, which infomoe does not define"
+    files = set(re.findall(r"`([\w./-]+\.(?:py|ipynb|md))`", text))
+    assert len(files) > 10
+    missing = sorted(f for f in files if not (ROOT / f).is_file())
+    assert not missing, f"docs/theory.md names files that do not exist: {missing}"
 
 
 # --- the checker itself catches what it is meant to catch ------------------
