@@ -28,9 +28,10 @@ CITATION = re.compile(r"[\w./-]*" + re.escape(THEORY_NAME) + r"(?:#[\w-]*)?")
 #: files that are text and may cite it
 TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".cfg", ".toml", ".txt", ".rst", ".ini", ".yml",
                  ".yaml", ".sh", ".json", ""}
-#: folders that are not part of the repository's sources
-SKIPPED_DIRS = {".git", ".hypothesis", ".pytest_cache", ".ipynb_checkpoints", "__pycache__",
-                "build", "dist", "results", ".infomoe-cache", "node_modules"}
+#: folders that are not part of the repository's sources (and every other hidden folder:
+#: .git, virtual environments, tool caches), except the hidden folders in SOURCE_DOT_DIRS
+SKIPPED_DIRS = {"__pycache__", "build", "dist", "results", "node_modules"}
+SOURCE_DOT_DIRS = {".ci", ".github"}
 
 #: sections the project relies on (docs/theory.md must keep these anchors)
 REQUIRED_SECTIONS = [
@@ -86,7 +87,8 @@ def heading_anchors(markdown: str) -> set:
 def repository_text_files(root: pathlib.Path):
     """Text files of the repository, without environments, caches and build output."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith(".venv")
+        dirnames[:] = [d for d in dirnames if d not in SKIPPED_DIRS
+                       and (not d.startswith(".") or d in SOURCE_DOT_DIRS)
                        and not d.endswith(".egg-info")]
         for name in filenames:
             path = pathlib.Path(dirpath, name)
@@ -280,8 +282,12 @@ def test_checker_rejects_bad_citations(tmp_path, citing):
     assert len(problems) == 1 and "pkg/mod.py:1" in problems[0]
 
 
-def test_checker_skips_environments(tmp_path):
+def test_checker_skips_environments_not_ci(tmp_path):
     root = _tree(tmp_path, {"docs/" + THEORY_NAME: THEORY_STUB,
+                            ".ci/run": "# see docs/" + THEORY_NAME + "#no-such-section\n",
                             ".venv-ci/lib/x.py": "# " + THEORY_NAME + "\n",
+                            ".tox/py311/lib/y.md": THEORY_NAME,
                             "pkg/__pycache__/x.txt": THEORY_NAME})
-    assert citation_problems(root) == []
+    # environments and caches are skipped; the hidden .ci folder is a source folder
+    problems = citation_problems(root)
+    assert len(problems) == 1 and problems[0].startswith(".ci/run:1"), problems
