@@ -412,7 +412,7 @@ def train_bank(data: Dataset, *, n_experts: int = 25, specs: Optional[Sequence[E
     bar = _progress(None, progress, "training experts", total=len(specs))
     for width in groups:
         ks = [k for k, s in enumerate(specs) if s.width == width]
-        bar.set_postfix_str(f"width {width}: {len(ks)} at once")
+        bar.set_postfix_str(f"width {width}: {len(ks)} experts together")
         T = max(specs[k].n_steps for k in ks)
         idx = np.stack([rng.choice(subsets[k], (T, _BATCH)) for k in ks]).astype(np.int32)
         cw = np.ones((len(ks), data.n_classes), np.float32)
