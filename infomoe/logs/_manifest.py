@@ -108,6 +108,11 @@ EXPERT_ID_SPACES = ("logical", "physical")
 SHARD_KINDS = ("tokens", "counts")
 
 _KEY_RE = re.compile(r"^[a-z_]+(\.[0-9]{1,9})?$")
+#: Largest layer id (file keys ``<column>.<layer_id>`` hold at most 9 digits).
+MAX_LAYER_ID = 999_999_999
+#: Largest number of experts of one layer (count tables of 2**24 int64 entries are 128 MiB).
+MAX_EXPERTS = 1 << 24
+
 _CHECKSUM_RE = re.compile(r"^(crc32|sha256|blake2b):[0-9a-f]{8,128}$")
 
 
@@ -169,8 +174,12 @@ class LayerSpec:
         _check_int(self.layer_id, "layer_id", minimum=0)
         _check_int(self.num_experts, "num_experts", minimum=1)
         _check_int(self.top_k, "top_k", minimum=1)
-        if self.num_experts > 2**31 - 1:
-            raise ValueError(f"`num_experts` must be < 2**31, got {self.num_experts}.")
+        if self.layer_id > MAX_LAYER_ID:
+            raise ValueError(f"`layer_id` must be at most {MAX_LAYER_ID} (shard file keys hold up to 9 "
+                             f"digits), got {self.layer_id}.")
+        if self.num_experts > MAX_EXPERTS:
+            raise ValueError(f"`num_experts` must be at most {MAX_EXPERTS} (2**24), got {self.num_experts}; "
+                             "larger alphabets would need tables no analysis can allocate.")
         if self.top_k > self.num_experts:
             raise ValueError(f"`top_k` ({self.top_k}) cannot exceed `num_experts` "
                              f"({self.num_experts}) in layer {self.layer_id}.")
@@ -537,36 +546,122 @@ class Manifest:
         True
         """
         if isinstance(text, (bytes, bytearray)):
-            text = text.decode("utf-8")
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _err(f"not UTF-8 text ({exc}).") from None
+        if not isinstance(text, str):
+            raise TypeError(f"manifest text must be str or bytes, got {type(text).__name__}.")
         try:
-            d = json.loads(text)
-        except (TypeError, ValueError) as exc:
+            d = json.loads(text, parse_constant=_refuse_constant)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise _err(f"not valid JSON ({exc}).") from None
         if not isinstance(d, dict) or d.get("format") != "infomoe.routing-log":
             raise _err("not an infomoe routing-log manifest (missing format tag).")
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION or isinstance(version, bool):
             raise _err(f"schema_version {version!r} is not supported by this infomoe "
                        f"(supports {SCHEMA_VERSION}).")
+        for key in ("source", "layers", "columns", "shards"):
+            if key not in d:
+                raise _err(f"the {key!r} field is missing.")
         try:
-            layers = tuple(LayerSpec(int(x["layer_id"]), int(x["num_experts"]), int(x["top_k"]))
-                           for x in d["layers"])
+            if not isinstance(d["layers"], list):
+                raise _err(f"'layers' must be a list, got {d['layers']!r}.")
+            layers = tuple(_layer_from_dict(x, i) for i, x in enumerate(d["layers"]))
             checksum = d.get("checksum", "crc32")
-            columns = d.get("columns", {})
-            shards = tuple(_shard_from_dict(s, layers, columns, checksum) for s in d.get("shards", []))
-            return cls(source=d["source"], layers=layers, model_id=d.get("model_id"),
-                       score_function=d.get("score_function", "unknown"),
-                       topk_order=d.get("topk_order", "unordered"),
-                       norm_topk_prob=d.get("norm_topk_prob"),
-                       expert_id_space=d.get("expert_id_space", "logical"),
-                       physical_to_logical=d.get("physical_to_logical"),
-                       columns=columns, metadata=d.get("metadata") or {}, shards=shards,
-                       complete=bool(d.get("complete", False)), schema_version=version,
-                       created_by=str(d.get("created_by", "")), checksum=checksum)
+            columns = d["columns"]
+            if not isinstance(columns, dict):
+                raise _err(f"'columns' must be an object, got {columns!r}.")
+            if not isinstance(d["shards"], list):
+                raise _err(f"'shards' must be a list, got {type(d['shards']).__name__}.")
+            shards = tuple(_shard_from_dict(s, layers, columns, checksum) for s in d["shards"])
+            complete = d.get("complete", False)
+            if not isinstance(complete, bool):
+                raise _err(f"'complete' must be true or false, got {complete!r}.")
+            created_by = d.get("created_by", "")
+            if not isinstance(created_by, str):
+                raise _err(f"'created_by' must be a string, got {created_by!r}.")
+            m = cls(source=d["source"], layers=layers, model_id=d.get("model_id"),
+                    score_function=d.get("score_function", "unknown"),
+                    topk_order=d.get("topk_order", "unordered"),
+                    norm_topk_prob=d.get("norm_topk_prob"),
+                    expert_id_space=d.get("expert_id_space", "logical"),
+                    physical_to_logical=d.get("physical_to_logical"),
+                    columns=columns, metadata=d.get("metadata") or {}, shards=shards,
+                    complete=complete, schema_version=version,
+                    created_by=created_by, checksum=checksum)
         except LogFormatError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _err(f"{type(exc).__name__}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError,
+                RecursionError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise _err(what) from None
+        m._check_shards()
+        if "num_tokens" in d and d["num_tokens"] != m.num_tokens:
+            raise _err(f"'num_tokens' says {d['num_tokens']!r} but the token shards hold {m.num_tokens} "
+                       "tokens (a stale or edited manifest).")
+        return m
+
+    def _check_shards(self) -> None:
+        """Every shard is consistent with the layers and columns: the files it must have, no others,
+        shapes that match each layer's ``top_k``/``num_experts``, dtypes that match ``columns``."""
+        paths = [s.path for s in self.shards]
+        if len(set(paths)) != len(paths):
+            dup = sorted({p for p in paths if paths.count(p) > 1})
+            raise _err(f"shard path(s) {dup} are listed more than once.")
+        if any(s.kind == "tokens" for s in self.shards) and not self.columns:
+            raise _err("the log has token shards but 'columns' lists none.")
+        for s in self.shards:
+            if s.kind == "tokens":
+                want = {}
+                for col, dt in self.columns.items():
+                    if col in PER_LAYER_COLUMNS:
+                        for spec in self.layers:
+                            width = spec.num_experts if col == "router_logits" else spec.top_k
+                            want[f"{col}.{spec.layer_id}"] = (dt, (s.rows, width))
+                    else:
+                        want[col] = (dt, (s.rows,))
+            else:
+                want = {f"counts.{spec.layer_id}": ("<i8", (s.rows, spec.num_experts)) for spec in self.layers}
+                for f in s.files:
+                    if f.column in ("step", "rank"):
+                        want[f.key] = (COLUMN_DTYPES[f.column][0], (s.rows,))
+            have = {f.key: f for f in s.files}
+            missing = sorted(set(want) - set(have))
+            extra = sorted(set(have) - set(want))
+            if missing or extra:
+                raise _err(f"{s.kind} shard {s.index} ({s.path}) does not match the manifest's "
+                           f"{'columns and ' if s.kind == 'tokens' else ''}layers: missing files {missing}, "
+                           f"unexpected files {extra}.")
+            for key, (dt, shape) in want.items():
+                f = have[key]
+                if f.dtype != dt or tuple(f.shape) != shape:
+                    raise _err(f"shard {s.index} file {key!r} is {f.dtype} {tuple(f.shape)}, but the "
+                               f"manifest's layers and columns say {dt} {shape}.")
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a number a manifest may hold")
+
+
+def _strict_int(value, what: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _err(f"{what} must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def _layer_from_dict(x, i: int) -> LayerSpec:
+    if not isinstance(x, dict):
+        raise _err(f"layer entry {i} must be an object, got {x!r}.")
+    for key in ("layer_id", "num_experts", "top_k"):
+        if key not in x:
+            raise _err(f"layer entry {i} has no {key!r}.")
+        _strict_int(x[key], f"{key!r} of layer entry {i}", 0 if key == "layer_id" else 1)
+    try:
+        return LayerSpec(x["layer_id"], x["num_experts"], x["top_k"])
+    except (TypeError, ValueError) as exc:
+        raise _err(f"layer entry {i}: {exc}") from None
 
 
 def _shard_from_dict(d, layers, columns, checksum) -> ShardRecord:

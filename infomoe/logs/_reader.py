@@ -73,36 +73,59 @@ class _Mapped:
                 pass
 
 
+def _read_header(f, name: str):
+    """``(shape, fortran_order, dtype)`` of an open ``.npy`` file; ValueError for any damage.
+
+    NumPy's header reader falls back to a tokenizer on headers it cannot parse
+    and can then raise almost anything (``tokenize.TokenError``,
+    ``IndexError``, ``MemoryError``...): every failure here is a damaged
+    header, reported as such.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(f, max_header_size=_MAX_HEADER)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(f, max_header_size=_MAX_HEADER)
+        raise ValueError(f"unsupported .npy version {version}")
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged header, whatever numpy's parser raised
+        raise ValueError(f"{name} has a corrupted or truncated .npy header "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _check_npy(path: str, rec: FileRecord) -> None:
+    """Header, dtype, shape and size of a ``.npy`` file against its record, without reading the data."""
+    name = os.path.basename(path)
+    with open(path, "rb") as f:
+        _check_header(f, name, rec)
+
+
+def _check_header(f, name: str, rec: FileRecord):
+    shape, fortran, dtype = _read_header(f, name)
+    if dtype.hasobject or dtype.fields is not None:
+        raise ValueError(f"{name} holds dtype {dtype}; object arrays are refused "
+                         "(they would need pickle)")
+    if fortran:
+        raise ValueError(f"{name} is Fortran-ordered; routing logs store C order")
+    if dtype.str != rec.dtype or tuple(shape) != tuple(rec.shape):
+        raise ValueError(f"{name} holds {dtype.str} {tuple(shape)}, the manifest says "
+                         f"{rec.dtype} {tuple(rec.shape)}")
+    offset = f.tell()
+    size = os.fstat(f.fileno()).st_size
+    if size != offset + rec.nbytes:
+        what = "truncated" if size < offset + rec.nbytes else "longer than its header says"
+        raise ValueError(f"{name} is {what}: {size} bytes, expected {offset + rec.nbytes}")
+    return shape, dtype, offset
+
+
 def _map_npy(path: str, rec: FileRecord) -> _Mapped:
     """Map a ``.npy`` file read-only after checking it against its manifest record."""
     name = os.path.basename(path)
     with open(path, "rb") as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(
-                    f, max_header_size=_MAX_HEADER)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(
-                    f, max_header_size=_MAX_HEADER)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-        except (ValueError, OSError, SyntaxError, EOFError) as exc:
-            raise ValueError(f"{name} has a corrupted or truncated .npy header ({exc})") from None
-        if dtype.hasobject or dtype.fields is not None:
-            raise ValueError(f"{name} holds dtype {dtype}; object arrays are refused "
-                             "(they would need pickle)")
-        if fortran:
-            raise ValueError(f"{name} is Fortran-ordered; routing logs store C order")
-        if dtype.str != rec.dtype or tuple(shape) != tuple(rec.shape):
-            raise ValueError(f"{name} holds {dtype.str} {tuple(shape)}, the manifest says "
-                             f"{rec.dtype} {tuple(rec.shape)}")
-        offset = f.tell()
-        size = os.fstat(f.fileno()).st_size
+        shape, dtype, offset = _check_header(f, name, rec)
         nbytes = rec.nbytes
-        if size != offset + nbytes:
-            what = "truncated" if size < offset + nbytes else "longer than its header says"
-            raise ValueError(f"{name} is {what}: {size} bytes, expected {offset + nbytes}")
         if nbytes == 0:
             return _Mapped(np.empty(shape, dtype), None, offset, 0)
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -198,6 +221,13 @@ class RoutingLog:
             checksum differs.
         """
         shard = self._shard(index)
+        for rec in shard.files:  # sizes and headers first: they are cheap and catch most damage
+            try:
+                _check_npy(self._file_path(shard, rec), rec)
+            except ShardError:
+                raise
+            except (ValueError, OSError) as exc:
+                raise ShardError(shard.index, shard.path, str(exc)) from None
         for rec in shard.files:
             p = self._file_path(shard, rec)
             algorithm = rec.checksum.split(":")[0]
@@ -392,22 +422,36 @@ class RoutingLog:
             Same layout as a chunk of :meth:`iter_chunks`, without
             ``"shard"``/``"start"``.
         """
-        parts = list(self.iter_chunks(layers, columns, on_error=on_error))
         layer_ids, cols = self._select(layers, columns, "tokens")
+        n = self.num_tokens
         out: dict = {}
-        for c in cols:
+        for c in cols:  # filled shard by shard: no shard's maps stay open (bounded file descriptors)
+            dt = self.manifest.columns[c]
             if c in PER_LAYER_COLUMNS:
                 out[c] = {}
                 for lid in layer_ids:
                     spec = self.manifest.layer(lid)
                     width = spec.num_experts if c == "router_logits" else spec.top_k
-                    arrs = [p[c][lid] for p in parts]
-                    out[c][lid] = (np.concatenate(arrs) if arrs else
-                                   np.empty((0, width), dtype=self.manifest.columns[c]))
+                    out[c][lid] = np.empty((n, width), dtype=dt)
             else:
-                arrs = [p[c] for p in parts]
-                out[c] = (np.concatenate(arrs) if arrs else
-                          np.empty(0, dtype=self.manifest.columns[c]))
+                out[c] = np.empty(n, dtype=dt)
+        filled = 0
+        for chunk in self.iter_chunks(layers, columns, on_error=on_error):
+            m = self.shards[chunk["shard"]].rows  # one chunk per shard
+            for c in cols:
+                if c in PER_LAYER_COLUMNS:
+                    for lid in layer_ids:
+                        out[c][lid][filled:filled + m] = chunk[c][lid]
+                else:
+                    out[c][filled:filled + m] = chunk[c]
+            filled += m
+            del chunk
+        if filled != n:  # shards skipped with on_error="skip"
+            for c in cols:
+                if c in PER_LAYER_COLUMNS:
+                    out[c] = {lid: a[:filled].copy() for lid, a in out[c].items()}
+                else:
+                    out[c] = out[c][:filled].copy()
         return out
 
     def counts(self, layer=None, *, source: str = "all", on_error: str = "raise"):
@@ -447,7 +491,15 @@ class RoutingLog:
         if source in ("all", "records"):
             for chunk in self.iter_chunks(ids, kind="counts", on_error=on_error):
                 for lid in ids:
-                    out[lid] += chunk["counts"][lid].sum(axis=0)
+                    c = chunk["counts"][lid]
+                    if c.size and c.min() < 0:
+                        raise ShardError(chunk["shard"], self.shards[chunk["shard"]].path,
+                                         f"counts.{lid}.npy holds a negative count {c.min()}")
+                    total = out[lid] + c.sum(axis=0, dtype=np.float64)   # exact enough to detect a wrap
+                    if total.size and total.max() >= 2.0**63:
+                        raise ValueError(f"the expert load of layer {lid} exceeds 2**63 - 1 (int64); "
+                                         "the count records cannot be summed exactly.")
+                    out[lid] += c.sum(axis=0)
         return out if layer is None else out[ids[0]]
 
 

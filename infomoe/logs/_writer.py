@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import shutil
+import weakref
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -102,6 +103,20 @@ def _check_int_array(a: np.ndarray, name: str) -> None:
         raise TypeError(f"`{name}` must hold integers, got dtype {a.dtype}.")
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _checked_int_column(a: np.ndarray, name: str) -> np.ndarray:
+    """``a`` as its column's stored integer dtype; a ValueError for values the dtype cannot hold."""
+    _check_int_array(a, name)
+    dt = np.dtype(_INT_COLUMNS[name])
+    info = np.iinfo(dt)
+    if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
+        raise ValueError(f"`{name}` has values outside the {dt} range [{info.min}, {info.max}] "
+                         f"(got {int(a.min())} .. {int(a.max())}).")
+    return a.astype(dt, copy=False)
+
+
 def _per_layer(value, name: str, layers: Sequence[LayerSpec], width) -> dict:
     """Split ``(N, L, w)`` or ``{layer_id: (N, w)}`` into ``{layer_id: array}``.
 
@@ -162,6 +177,10 @@ def _float_dtype(a: np.ndarray, name: str, stored: Optional[str]) -> np.dtype:
 
 def _scalar_or_column(value, name: str, n: int) -> np.ndarray:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        info = np.iinfo(_INT_COLUMNS.get(name, np.int64))
+        if not info.min <= int(value) <= info.max:
+            raise ValueError(f"`{name}` = {int(value)} is outside the {info.dtype} range "
+                             f"[{info.min}, {info.max}] of its column.")
         return np.full(n, int(value), dtype=np.int64)
     a = _to_numpy(value, name)
     if a.ndim == 0:
@@ -204,6 +223,21 @@ def _write_npy(path: str, arr: np.ndarray, algorithm: str, durable: bool) -> str
 
 
 # ----------------------------------------------------------------------------- writer
+#: Writers holding a lock in this process; a fork()ed child closes its copies of their lock descriptors,
+#: so that a child outliving the writer (e.g. a DataLoader worker) does not keep the log locked.
+_OPEN_WRITERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for w in list(_OPEN_WRITERS):
+        w._forget_lock_in_child()
+    _OPEN_WRITERS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class LogWriter:
     """Append-only writer of a routing log directory.
 
@@ -309,8 +343,22 @@ physical_to_logical, metadata
                 raise RuntimeError(f"another LogWriter is writing to {self.path!r} "
                                    "(its .writer.lock is held); one writer per log.") from None
         self._lock_fd = fd
+        _OPEN_WRITERS.add(self)
+
+    def _forget_lock_in_child(self) -> None:
+        """In a ``fork()``ed child: close the inherited copy of the lock descriptor (the parent still
+        holds the lock through its own) and refuse to write from the child."""
+        if self._lock_fd is not None:
+            try:
+                os.close(self._lock_fd)
+            except OSError:  # pragma: no cover
+                pass
+            self._lock_fd = None
+        self._closed = True
+        self._forked = True
 
     def _release_lock(self) -> None:
+        _OPEN_WRITERS.discard(self)
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
@@ -479,14 +527,8 @@ physical_to_logical, metadata
                 arrays["valid"] = a.astype(bool, copy=False)
                 columns["valid"] = np.dtype(bool).str
                 continue
-            _check_int_array(a, name)
-            dt = np.dtype(_INT_COLUMNS[name])
-            info = np.iinfo(dt)
-            if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
-                raise ValueError(f"`{name}` has values outside the {dt} range "
-                                 f"[{info.min}, {info.max}].")
-            arrays[name] = a.astype(dt, copy=False)
-            columns[name] = dt.str
+            arrays[name] = _checked_int_column(a, name)
+            columns[name] = arrays[name].dtype.str
 
         if m.columns and set(columns) != set(m.columns):
             missing = sorted(set(m.columns) - set(columns))
@@ -549,6 +591,9 @@ physical_to_logical, metadata
             if (a < 0).any():
                 raise ValueError(f"`counts[{s.layer_id}]` has a negative count {a.min()}; "
                                  "counts must be >= 0.")
+            if a.size and int(a.max()) > _INT64_MAX:
+                raise ValueError(f"`counts[{s.layer_id}]` has a count {a.max()} beyond 2**63 - 1; "
+                                 "split it over several records.")
             arrays[f"counts.{s.layer_id}"] = a.astype(np.int64)
         for name, value in (("step", step), ("rank", rank)):
             if value is None:
@@ -557,12 +602,14 @@ physical_to_logical, metadata
             if a.ndim != 1 or a.shape[0] != w:
                 raise ValueError(f"`{name}` must be a scalar or have one entry per window ({w}), "
                                  f"got shape {a.shape}.")
-            _check_int_array(a, name)
-            arrays[name] = a.astype(_INT_COLUMNS[name])
+            arrays[name] = _checked_int_column(a, name)
         return self._commit(m, "counts", w, arrays)
 
     # -- commit ------------------------------------------------------------------
     def _check_open(self) -> None:
+        if getattr(self, "_forked", False):
+            raise RuntimeError(f"this LogWriter for {self.path!r} was opened by the parent of this forked "
+                               "process; write from the parent (or open a writer of its own in the child).")
         if self._closed:
             raise ValueError(f"this LogWriter for {self.path!r} is closed; open a new one with "
                              "resume=True to append more.")

@@ -11,6 +11,7 @@ from infomoe.logs._manifest import check_relative_path, checksum_file
 
 def _manifest(**kw):
     files = (FileRecord("expert_ids.0", "|i1", (5, 2), "crc32:0000abcd"),
+             FileRecord("expert_ids.3", "|i1", (5, 1), "crc32:0000abce"),
              FileRecord("seq_id", "<i8", (5,), "crc32:12345678"))
     shard = ShardRecord(0, "shards/00000000", "tokens", 5, files)
     base = dict(source="test", layers=(LayerSpec(0, 8, 2), LayerSpec(3, 4, 1)), model_id="m",
@@ -85,7 +86,24 @@ def _tampered(fn):
     (lambda d: d["shards"][0]["files"][0].update(key="expert_ids.7"), "layer not in"),
     (lambda d: d["shards"][0].update(index=3), "index"),
     (lambda d: d["shards"][0].update(rows=0), "row count"),
-    (lambda d: d.pop("layers"), "KeyError"),
+    (lambda d: d.pop("layers"), "'layers' field is missing"),
+    # issue 16: manifests that used to open and give wrong numbers
+    (lambda d: d["shards"].append(dict(d["shards"][0], index=1)), "listed more than once"),
+    (lambda d: d.pop("shards"), "'shards' field is missing"),
+    (lambda d: d.pop("columns"), "'columns' field is missing"),
+    (lambda d: d.update(columns={}), "lists none"),
+    (lambda d: d["columns"].pop("seq_id"), r"unexpected files \['seq_id'\]"),
+    (lambda d: d["shards"][0].update(kind="counts"), "counts shard 0"),
+    (lambda d: d["layers"][1].update(top_k=2), r"say \|i1 \(5, 2\)"),
+    (lambda d: d["layers"][0].update(layer_id="0"), "must be an integer"),
+    (lambda d: d["layers"][1].update(num_experts=4.0), "must be an integer"),
+    (lambda d: d["layers"][1].update(top_k=True), "must be an integer"),
+    (lambda d: d["layers"][1].update(layer_id=10**9), "at most 999999999"),
+    (lambda d: d["layers"][1].update(num_experts=2**31 - 1), "at most 16777216"),
+    (lambda d: d["layers"][1].update(num_experts=2**70), "at most 16777216"),
+    (lambda d: d.update(num_tokens=100), "stale"),
+    (lambda d: d.update(complete="false"), "'complete' must be true or false"),
+    (lambda d: d["layers"].__setitem__(0, [0, 8, 2]), "must be an object"),
 ])
 def test_from_json_rejects(fn, match):
     with pytest.raises(LogFormatError, match=match):
@@ -95,6 +113,24 @@ def test_from_json_rejects(fn, match):
 def test_from_json_rejects_non_json():
     with pytest.raises(LogFormatError, match="not valid JSON"):
         Manifest.from_json("{not json")
+
+
+@pytest.mark.parametrize("text, match", [
+    (b"\xff\xfe{}", "not UTF-8"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON"),                 # RecursionError inside json
+    ('{"format": "infomoe.routing-log", "schema_version": Infinity}', "not valid JSON"),
+    ('{"format": "infomoe.routing-log", "schema_version": NaN}', "not valid JSON"),
+])
+def test_from_json_foreign_failures_become_log_format_errors(text, match):
+    with pytest.raises(LogFormatError, match=match):
+        Manifest.from_json(text)
+
+
+def test_from_json_deep_metadata_is_a_log_format_error():
+    d = json.loads(_manifest().to_json())
+    text = json.dumps(d)[:-1] + ', "metadata": ' + "[" * 5000 + "]" * 5000 + "}"
+    with pytest.raises(LogFormatError):
+        Manifest.from_json(text)
 
 
 @pytest.mark.parametrize("path", ["a/b", "shards/00000001", "x"])
