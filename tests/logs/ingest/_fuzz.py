@@ -4,7 +4,8 @@ Every mutated input has an expectation, derived from what the mutation did:
 
 * ``"raise"``: the input is no longer a valid dump (a float or bool where an
   integer belongs, a missing required field, text that is not UTF-8 JSON...):
-  the importer must refuse it with a ValueError/TypeError naming the place;
+  the importer must refuse it with a ValueError/TypeError (or, for a path that
+  does not exist, its own FileNotFoundError) naming the place;
 * ``"same"``: the data the importer reads did not change (an ignored field, an
   integer dtype change): the importer must either refuse it with such an error
   or write a log equal to the import of the unmutated input;
@@ -70,8 +71,10 @@ def classify(call, out, *, expect: str, locators, baseline) -> tuple:
     """
     try:
         call(out)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         msg = str(exc)
+        if isinstance(exc, FileNotFoundError) and msg.startswith("[Errno"):  # the OS's, not ours
+            return "foreign", f"{type(exc).__name__}: {msg[:200]}"
         if os.path.exists(os.path.join(out, "manifest.json")) and not _opens(out):
             return "unopenable", f"{type(exc).__name__}: {msg[:200]}"
         if not any(loc in msg for loc in locators):
@@ -196,5 +199,7 @@ def fresh(root, i):
 
 
 def describe_value(v) -> str:
+    if isinstance(v, np.ndarray):
+        return f"array{v.shape} {v.dtype}"
     text = repr(v)
     return text if len(text) <= 30 else text[:27] + "..."
