@@ -3,6 +3,12 @@
 ``W`` has shape ``(experts, dim)`` (rows are expert vectors), so ``W W^T`` is the
 experts' Gram matrix.  With ``normalize=True`` the rows are scaled to unit norm
 first and the penalties act on angles only, i.e. on coherence.
+
+On concrete arrays the penalties check ``W`` (2-D, non-empty, finite, no zero
+row when ``normalize=True``), the flags and the temperature, and raise
+``ValueError``/``TypeError`` naming the argument; under ``jax.jit`` /
+``jax.grad`` / ``jax.vmap`` only the shapes are checked (the values of a
+tracer are unknown), so the penalties stay traceable.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from infomoe._validate import as_float_array, check_choice, check_positive_float, check_positive_int
+from infomoe.routing._checks import check_array, check_flag, check_nonzero_rows, check_scalar
 
 __all__ = [
     "so_penalty",
@@ -28,10 +35,10 @@ __all__ = [
 
 
 def _prep(W, normalize):
-    W = jnp.asarray(W)
-    if W.ndim != 2:
-        raise ValueError(f"`W` must have 2 dimensions (experts, dim), got shape {W.shape}.")
+    normalize = check_flag(normalize, "normalize")
+    W, host = check_array(W, "W", ndim=2, axes="(experts, dim)")
     if normalize:
+        check_nonzero_rows(host, "W", " (normalize=True scales every row to unit norm)")
         W = W / jnp.linalg.norm(W, axis=1, keepdims=True)
     return W
 
@@ -116,7 +123,7 @@ def mc_penalty(W, *, normalize: bool = False, temperature=None):
     normalize : bool, default False
         With ``True`` this equals the mutual coherence of ``W``.
     temperature : float, optional
-        If given, the smooth maximum ``tau logsumexp(|W W^T - I| / tau)``, which
+        A finite number ``> 0`` (may be traced under ``jit``).  If given, the smooth maximum ``tau logsumexp(|W W^T - I| / tau)``, which
         exceeds the max by at most ``tau log(E^2)`` and tends to it as
         ``tau -> 0`` (used by :func:`orthogonalize` with an annealed ``tau``).
 
@@ -143,6 +150,7 @@ def mc_penalty(W, *, normalize: bool = False, temperature=None):
     a = jnp.abs(_gram_residual(_prep(W, normalize)))
     if temperature is None:
         return jnp.max(a)
+    temperature = check_scalar(temperature, "temperature")
     return temperature * jax.nn.logsumexp(a / temperature)
 
 
@@ -336,6 +344,10 @@ def orthogonalize(W, kind: str = "mc", *, steps: int = 2000, learning_rate: floa
 
     w0 = as_float_array(W, "W", ndim=2)
     check_choice(kind, "kind", tuple(PENALTIES))
+    normalize = check_flag(normalize, "normalize")
+    progress = check_flag(progress, "progress")
+    if normalize:
+        check_nonzero_rows(w0, "W", " (normalize=True scales every row to unit norm)")
     steps = check_positive_int(steps, "steps")
     record_every = check_positive_int(record_every, "record_every")
     restarts = check_positive_int(restarts, "restarts")
@@ -346,6 +358,9 @@ def orthogonalize(W, kind: str = "mc", *, steps: int = 2000, learning_rate: floa
     opt = optax.adam(sched)
     smooth = kind == "mc" and mc_temperature is not None
     if smooth:
+        if not isinstance(mc_temperature, (tuple, list)) or len(mc_temperature) != 2:
+            raise ValueError("`mc_temperature` must be None or a pair (start, end) of positive numbers, "
+                             f"got {mc_temperature!r}.")
         t0, t1 = (check_positive_float(t, "mc_temperature") for t in mc_temperature)
 
     rng = np.random.default_rng(seed)
