@@ -45,6 +45,27 @@ def _check_flag(x, name: str) -> bool:
     return bool(x)
 
 
+def _check_gap_is_a_number(g: GapEstimate, bound_name: str, bound: float, units: str) -> None:
+    """Fail when the gap or its interval is NaN, or the gap is infinite (float64 overflow).
+
+    Every comparison with NaN is False, so without this a NaN interval would
+    pass ``low > bound`` and ``high > bound`` alike.
+    """
+    numbers_ = {"gap": g.gap, "low": g.low, "high": g.high, "standard error": g.standard_error}
+    bad = [k for k, v in numbers_.items() if math.isnan(v)]
+    if not math.isfinite(g.gap) and "gap" not in bad:
+        bad.insert(0, "gap")
+    if bad:
+        raise AssertionError(
+            f"generalization gap could not be measured, so it cannot be compared with the {bound_name} "
+            f"({bound:.6g} {units}): {', '.join(bad)} = "
+            + ", ".join(f"{numbers_[k]!r}" for k in bad)
+            + f" (gap = {g.gap!r}, {g.confidence_level:.0%} CI [{g.low!r}, {g.high!r}], n_train={g.n_train}, "
+            f"n_test={g.n_test}, repetitions={g.n_repetitions}). The means or standard deviations of the "
+            "losses overflow float64; rescale the losses (e.g. divide by their largest magnitude and the "
+            "bound alike).")
+
+
 def assert_gap_below_bound(train_losses, test_losses, bound, *, confidence_level=0.95,
                            strict=False, two_sided=False, bound_name="bound",
                            units="loss units") -> GapEstimate:
@@ -81,7 +102,9 @@ def assert_gap_below_bound(train_losses, test_losses, bound, *, confidence_level
     ------
     AssertionError
         When the check fails; the message shows gap, interval, standard
-        error, bound, sample sizes and units.
+        error, bound, sample sizes and units.  Also when the gap or its
+        interval is not a number (losses so large that their means or
+        spread overflow float64): a NaN interval is never taken as a pass.
 
     Notes
     -----
@@ -111,6 +134,7 @@ def assert_gap_below_bound(train_losses, test_losses, bound, *, confidence_level
     strict = _check_flag(strict, "strict")
     two_sided = _check_flag(two_sided, "two_sided")
     g = generalization_gap(train_losses, test_losses, confidence_level=confidence_level)
+    _check_gap_is_a_number(g, bound_name, b, units)
     problems = []
     if strict:
         if g.high > b:
@@ -210,7 +234,7 @@ def assert_mi_close(estimate, expected, *, n_std=3.0, std=None, atol=0.0, unit=N
     v, e, s_arr = np.broadcast_arrays(v, e, s_arr)
     diff = np.abs(v - e)
     tol = n_std * s_arr + atol
-    bad = diff > tol
+    bad = ~(diff <= tol)  # NaN in diff or tol fails instead of passing
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(s_arr > 0, diff / s_arr, np.where(diff > 0, np.inf, 0.0))
     if bad.any():
@@ -281,7 +305,7 @@ def assert_bound_holds(gaps, bounds, *, delta=0.0, confidence_level=0.95, bound_
     d = check_unit_interval(delta, "delta", open_left=False)
     cl = check_unit_interval(confidence_level, "confidence_level")
     b = np.broadcast_to(b, g.shape)
-    viol = g > b
+    viol = ~(g <= b)  # a NaN gap or bound would count as a violation, never as a pass
     v, r = int(viol.sum()), g.shape[0]
     if v == 0:
         return 0

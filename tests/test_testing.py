@@ -182,3 +182,59 @@ def test_bound_holds_bad_arguments(args, kwargs, match):
 def test_docstring_examples():
     res = doctest.testmod(T)
     assert res.failed == 0 and res.attempted >= 4
+
+
+# ----------------------------------------------------- NaN never passes (issue 16)
+@pytest.mark.parametrize("train, test", [
+    ([1e308, 1e308], [-1e308, 1e308]),            # test mean and sd overflow: high is NaN
+    ([0.0, 0.0], [1e308, 1e308, -1e308]),         # low is NaN, gap +inf
+    ([[1e308], [1e308]], [[-1e308], [1e308]]),    # 2-D: the per-row gaps overflow
+    ([0.0, 0.0], [1e308, 1e308]),                 # constant losses whose mean overflows
+])
+@pytest.mark.parametrize("strict", [False, True])
+def test_gap_below_bound_fails_when_the_interval_is_nan(train, test, strict):
+    with np.errstate(all="ignore"):
+        g = infomoe.bounds.generalization_gap(train, test)
+    assert not all(map(math.isfinite, (g.gap, g.low, g.high)))  # the hole this closes
+    for two_sided in (False, True):
+        with pytest.raises(AssertionError, match="could not be measured") as info, np.errstate(all="ignore"):
+            assert_gap_below_bound(train, test, 0.1, strict=strict, two_sided=two_sided, bound_name="Xu-Raginsky")
+        msg = str(info.value)
+        assert "Xu-Raginsky" in msg and "overflow" in msg and ("nan" in msg or "inf" in msg)
+
+
+def test_gap_below_bound_nan_losses_and_bound_raise_value_error():
+    with pytest.raises(ValueError, match="train_losses.*NaN"):
+        assert_gap_below_bound([np.nan, 1.0], [0.0, 1.0], 0.1)
+    with pytest.raises(ValueError, match="bound"):
+        assert_gap_below_bound([0.0, 1.0], [0.0, 1.0], math.nan)
+    with pytest.raises(ValueError, match="repetitions"):   # a single repetition has no standard error
+        assert_gap_below_bound([[0.0, 1.0]], [[0.0, 1.0]], 0.1)
+
+
+def test_gap_below_bound_constant_losses_are_a_number():
+    # zero spread is a measured standard error of 0, not NaN: the check still compares
+    g = assert_gap_below_bound([[0.0], [0.0]], [[0.05], [0.05]], 0.1, strict=True)
+    assert g.standard_error == 0 and g.low == g.high == pytest.approx(0.05)
+    with pytest.raises(AssertionError, match="significant violation"):
+        assert_gap_below_bound([[0.0], [0.0]], [[0.5], [0.5]], 0.1)
+
+
+def test_mi_close_and_bound_holds_reject_nan_instead_of_passing():
+    with pytest.raises(ValueError, match="estimate.*NaN"):
+        assert_mi_close(math.nan, 0.5, std=0.1)
+    with pytest.raises(ValueError, match="expected.*NaN"):
+        assert_mi_close(0.5, math.nan, std=0.1)
+    with pytest.raises(ValueError, match="std.*inf"):
+        assert_mi_close(0.5, 0.4, std=math.inf)
+    with pytest.raises(ValueError, match="n_std"):
+        assert_mi_close(0.5, 0.4, std=0.1, n_std=math.nan)
+    # a difference that overflows is a failure, not a pass
+    with pytest.raises(AssertionError, match="differs"), np.errstate(over="ignore"):
+        assert_mi_close(1e308, -1e308, std=1.0)
+    with pytest.raises(ValueError, match="gaps.*NaN"):
+        assert_bound_holds([0.1, math.nan], 0.2)
+    with pytest.raises(ValueError, match="bounds.*NaN"):
+        assert_bound_holds([0.1, 0.1], [0.2, math.nan])
+    with pytest.raises(ValueError, match="delta"):
+        assert_bound_holds([0.1], 0.2, delta=math.nan)
