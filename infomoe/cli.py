@@ -129,7 +129,36 @@ def check_output_dir(path, option: str = "--out") -> str:
         what = "is not writable" if probe == os.path.abspath(path) else \
             f"cannot be created: {probe!r} is not writable"
         raise UsageError(f"{option} {path!r} {what}")
+    _try_writing(path, probe, option)
     return path
+
+
+def _try_writing(path: str, existing: str, option: str) -> None:
+    """Create (then remove) what the command would create, so that file systems that refuse writes
+    whatever the permission bits say (read-only mounts, /proc, root's squashed NFS) are caught now."""
+    import tempfile
+
+    target = os.path.abspath(path)
+    made = []
+    try:
+        d = existing
+        for part in os.path.relpath(target, existing).split(os.sep):
+            if part in ("", os.curdir):
+                continue
+            d = os.path.join(d, part)
+            os.mkdir(d)
+            made.append(d)
+        fd, tmp = tempfile.mkstemp(prefix=".infomoe-write-test-", dir=target)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UsageError(f"{option} {path!r} cannot be written: {exc.strerror or exc}") from None
+    finally:
+        for d in reversed(made):
+            try:
+                os.rmdir(d)
+            except OSError:  # pragma: no cover - best effort
+                pass
 
 
 def build_parser() -> argparse.ArgumentParser:

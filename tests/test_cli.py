@@ -137,3 +137,12 @@ def test_python_dash_m_prints_one_line(tiny_log, tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.strip().splitlines() == [f"infomoe report: error: --out {str(f)!r} is a file, "
                                              "not a directory"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_check_output_dir_where_writes_fail_whatever_the_permission_bits(tmp_path):
+    # /proc passes os.access for root but refuses mkdir: the check tries it, and leaves nothing behind
+    with pytest.raises(UsageError, match="cannot be written"):
+        check_output_dir("/proc/infomoe-out")
+    check_output_dir(tmp_path / "x" / "y")
+    assert not (tmp_path / "x").exists()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 
 __all__ = ["register"]
@@ -55,43 +53,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_demo)
 
 
-def _unwritable_reason(folder: str):
-    """Why the results cannot be written into ``folder``, or None if they can.
-
-    Nothing is created: a missing folder is judged by its nearest existing
-    parent (``write_results`` makes the folder later); the test is a real
-    temporary file, so it holds for root and for read-only file systems too.
-    """
-    path = os.path.abspath(folder)
-    missing = False
-    while not os.path.exists(path):
-        missing, parent = True, os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    if not os.path.isdir(path):
-        return f"{path!r} is a file, not a folder"
-    try:
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        where = f"cannot create it in {path!r}" if missing else "cannot write in it"
-        return f"{where}: {exc.strerror or exc}"
-    return None
-
-
 def _run_demo(args) -> int:
     from infomoe.bank._data import load_mnist
     from infomoe.bank._experiment import run_experiment, write_results
+    from infomoe.cli import check_output_dir
     from infomoe.bank._experts import default_cache_dir
 
     t0 = time.perf_counter()
     # Before any training: a minute of work must not end in a traceback at the last step.
-    reason = _unwritable_reason(args.out)
-    if reason is not None:
-        print(f"infomoe demo: error: --out {args.out!r} is not a writable folder ({reason}); "
-              "choose another with --out OUT_DIR", file=sys.stderr)
-        return 2
+    check_output_dir(args.out)  # UsageError: one line and exit status 2 from infomoe.cli.main
     data = load_mnist(args.mnist) if args.mnist else None
     cache = args.cache if args.cache is not None else default_cache_dir()
     result = run_experiment(n_experts=args.experts, m=args.m, n_sets=args.sets,

@@ -77,10 +77,10 @@ def test_demo_unwritable_out_fails_before_training(tmp_path, capsys, monkeypatch
 
 
 def test_demo_out_check_creates_nothing(tmp_path, monkeypatch):
-    from infomoe.bank._cli import _unwritable_reason
+    from infomoe.cli import check_output_dir
 
     target = tmp_path / "a" / "b"
-    assert _unwritable_reason(str(target)) is None
+    assert check_output_dir(str(target)) == str(target)
     assert not (tmp_path / "a").exists() and list(tmp_path.iterdir()) == []
 
 
