@@ -22,7 +22,11 @@ rows; slots never written are all zero.
      "last_physical_to_logical_map": int [L, P]}
 
 Files are read with ``torch.load(..., weights_only=True)``: only tensors and
-plain containers can be loaded, never arbitrary pickled objects.
+plain containers can be loaded, never arbitrary pickled objects.  Every field
+is then checked before it is used (integers only, never truncated or
+wrapped; ids within the slot count; sizes within what a log can hold), errors
+name the file, the record and the field, and the log is assembled beside its
+destination and moved into place only when complete.
 """
 
 from __future__ import annotations
@@ -33,37 +37,48 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
-from infomoe.logs.ingest._common import ImportResult, content_key
+from infomoe.logs.ingest._common import (
+    INT32_MAX,
+    INT64_MAX,
+    ImportResult,
+    check_int,
+    check_num_experts,
+    content_key,
+    describe,
+    int_array,
+    staged_log_dir,
+)
 
 __all__ = ["import_sglang", "load_sglang_dump"]
 
 
 def load_sglang_dump(path) -> dict:
-    """Load one SGLang dump safely (``torch.load(weights_only=True)`` on CPU)."""
+    """Load one SGLang dump safely (``torch.load(weights_only=True)`` on CPU).
+
+    Raises
+    ------
+    FileNotFoundError
+        If `path` does not exist.
+    ValueError
+        If the file cannot be loaded that way (corrupt, truncated, or holding
+        pickled objects), or is not an expert-distribution dump.
+    """
     import torch
 
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"SGLang dump {p} does not exist.")
+    if not p.is_file():
+        raise FileNotFoundError(f"SGLang dump {p} does not exist (or is not a file).")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{p}: cannot be loaded with torch.load(weights_only=True) ({exc}); SGLang dumps "
-                         "hold only tensors, numbers, strings, lists and dicts.") from None
+    except Exception as exc:  # any corruption: zip, pickle opcodes, recursion, unsafe globals
+        raise ValueError(f"{p}: cannot be loaded with torch.load(weights_only=True) ({type(exc).__name__}: "
+                         f"{str(exc)[:300]}); SGLang dumps hold only tensors, numbers, strings, lists and "
+                         "dicts.") from None
     if not isinstance(obj, dict) or not ({"records", "logical_count"} & set(obj)):
-        keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        keys = sorted(repr(k) for k in obj)[:10] if isinstance(obj, dict) else describe(obj)
         raise ValueError(f"{p}: not an SGLang expert-distribution dump (expected a dict with 'records' "
                          f"(per_token mode) or 'logical_count' (stat mode), got {keys}).")
     return obj
-
-
-def _np(x, what) -> np.ndarray:
-    if hasattr(x, "numpy"):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.dtype == object:
-        raise TypeError(f"{what} must be numeric, got an object array.")
-    return a
 
 
 def _files(source) -> list[Path]:
@@ -75,7 +90,13 @@ def _files(source) -> list[Path]:
                 raise FileNotFoundError(f"no .pt files in {p}.")
             return files
         return [p]
-    files = [Path(f) for f in source]
+    if isinstance(source, (bytes, bytearray)) or not isinstance(source, Iterable):
+        raise TypeError(f"`source` must be a path or a list of paths, got {describe(source)}.")
+    files = []
+    for f in source:
+        if not isinstance(f, (str, os.PathLike)):
+            raise TypeError(f"`source` must hold paths, got {describe(f)}.")
+        files.append(Path(f))
     if not files:
         raise ValueError("`source` is an empty list of dump files.")
     return files
@@ -93,14 +114,16 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
         A ``.pt`` file, a directory of them, or a list.  All must be of one
         mode (``stat`` or ``per_token``).
     out : str or os.PathLike
-        Log directory to create.
+        Log directory to create (must not exist, or be empty).
     top_k : int, optional
         Experts per token.  ``per_token``: default is the largest number of
         non-padding ids of any token (columns beyond it, all ``-1``, are
-        cut).  ``stat``: required (counts do not reveal it).
+        cut; a routed id beyond column `top_k` is an error, never dropped).
+        ``stat``: required (counts do not reveal it).
     num_experts : int, optional
         Logical experts per layer (default: ``max(physical_to_logical) + 1``
-        for ``per_token``, the last axis of ``logical_count`` for ``stat``).
+        for ``per_token``, at most the number of physical slots; the last
+        axis of ``logical_count`` for ``stat``).
     to_logical : bool
         ``per_token`` only: map physical slot ids to logical expert ids
         through ``last_physical_to_logical_map`` (default).  With False the
@@ -119,6 +142,16 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     -------
     ImportResult
 
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the file, record and field, for anything that is not a valid
+        dump: a float, bool or string where an integer belongs (never
+        truncated), a value beyond ``int64`` or the log column's range (never
+        wrapped), a physical id outside ``[-1, slots)``, a missing key,
+        shapes that disagree, ``extend_seq_lens`` that do not sum to the
+        record's tokens.  Nothing is written then.
+
     Notes
     -----
     ``stat`` files become aggregate count records (one window per buffered
@@ -131,7 +164,9 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     requests of a forward pass using ``extend_seq_lens`` (prefill/extend
     batches) or one request per token (decode), counting up across passes.
     SGLang dumps no request ids, so decode tokens of one request are not
-    linked to its prefill.  Padding ids (``-1``) are kept as ``-1``.
+    linked to its prefill.  Padding ids (``-1``) are kept as ``-1``.  SGLang's
+    grouped and biased top-k use ``torch.topk(sorted=False)``, so the
+    manifest says ``topk_order="unordered"``.
 
     Merging ranks without double counting: ``stat`` dumps are already summed
     over all ranks (SGLang all-reduces before rank 0 writes), so a ``stat``
@@ -153,6 +188,10 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     from infomoe.logs import LayerSpec, LogWriter
 
     files = _files(source)
+    if top_k is not None:
+        top_k = check_int(top_k, "`top_k`", minimum=1)
+    if num_experts is not None:
+        num_experts = check_num_experts(num_experts, "`num_experts`")
     dumps = [(f, load_sglang_dump(f)) for f in files]
     modes = {("per_token" if "records" in d else "stat") for _, d in dumps}
     if len(modes) != 1:
@@ -171,9 +210,11 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     for f, d in dumps:
         if "last_physical_to_logical_map" not in d:
             raise ValueError(f"{f}: per_token dump has no 'last_physical_to_logical_map'.")
-        m = _np(d["last_physical_to_logical_map"], f"{f}: last_physical_to_logical_map").astype(np.int64)
-        if m.ndim != 2:
-            raise ValueError(f"{f}: last_physical_to_logical_map must be [layers, physical], got {m.shape}.")
+        m = int_array(d["last_physical_to_logical_map"], f"{f}: 'last_physical_to_logical_map' [layers, physical]",
+                      ndim=2, minimum=0)
+        if 0 in m.shape:
+            raise ValueError(f"{f}: 'last_physical_to_logical_map' has shape {m.shape}; it needs at least one "
+                             "layer and one physical slot.")
         maps.append(m)
     p2l = maps[0]
     for f, m in zip(files, maps):
@@ -181,48 +222,70 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
             raise ValueError(f"{f}: physical-to-logical map differs from {files[0]}'s; import dumps taken "
                              "under different expert placements separately.")
     n_layers, n_phys = p2l.shape
-    n_logical = int(p2l.max()) + 1 if num_experts is None else int(num_experts)
-    if p2l.min() < 0 or p2l.max() >= n_logical:
-        raise ValueError(f"last_physical_to_logical_map has ids outside [0, {n_logical}).")
+    check_num_experts(n_phys, f"{files[0]}: 'last_physical_to_logical_map' physical slots")
+    top_logical = int(p2l.max())
+    if top_logical >= n_phys:
+        raise ValueError(f"{files[0]}: 'last_physical_to_logical_map' maps a slot to logical expert "
+                         f"{top_logical}, but there are only {n_phys} physical slots (SGLang places every "
+                         "logical expert on at least one slot).")
+    n_logical = top_logical + 1 if num_experts is None else num_experts
+    if not top_logical < n_logical <= n_phys:
+        raise ValueError(f"`num_experts`={n_logical} must lie in [{top_logical + 1}, {n_phys}]: above the largest "
+                         f"logical id of 'last_physical_to_logical_map' and at most its {n_phys} physical slots.")
 
     records = []
     for f, d in dumps:
         if not isinstance(d["records"], (list, tuple)):
-            raise ValueError(f"{f}: 'records' must be a list.")
+            raise ValueError(f"{f}: 'records' must be a list, got {describe(d['records'])}.")
         for i, r in enumerate(d["records"]):
             where = f"{f} record {i}"
             if not isinstance(r, dict):
-                raise ValueError(f"{where}: not a dict.")
+                raise ValueError(f"{where}: not a dict, got {describe(r)}.")
             for key in ("topk_ids_of_layer", "input_ids", "positions", "forward_pass_id"):
                 if key not in r:
                     raise ValueError(f"{where}: missing {key!r}.")
-            ids = _np(r["topk_ids_of_layer"], where).astype(np.int64)
-            tok = _np(r["input_ids"], where).astype(np.int64).reshape(-1)
-            pos = _np(r["positions"], where).astype(np.int64).reshape(-1)
-            if ids.ndim != 3 or ids.shape[0] != n_layers or ids.shape[1] != tok.shape[0]:
+            fpid = check_int(r["forward_pass_id"], f"{where}: 'forward_pass_id'", minimum=0, maximum=INT64_MAX)
+            rank = check_int(r.get("rank", 0), f"{where}: 'rank'", minimum=0, maximum=INT32_MAX)
+            ids = int_array(r["topk_ids_of_layer"], f"{where}: 'topk_ids_of_layer' (physical ids)", ndim=3,
+                            minimum=-1, maximum=n_phys - 1)
+            tok = int_array(r["input_ids"], f"{where}: 'input_ids'", ndim=1, minimum=0, maximum=INT32_MAX)
+            pos = int_array(r["positions"], f"{where}: 'positions'", ndim=1, minimum=0, maximum=INT32_MAX)
+            if ids.shape[0] != n_layers or ids.shape[1] != tok.shape[0] or ids.shape[2] < 1:
                 raise ValueError(f"{where}: topk_ids_of_layer has shape {ids.shape}, expected "
-                                 f"[{n_layers}, {tok.shape[0]}, k] (layers x input_ids x k).")
+                                 f"[{n_layers}, {tok.shape[0]}, k >= 1] (layers x input_ids x k).")
             if pos.shape != tok.shape:
                 raise ValueError(f"{where}: {pos.shape[0]} positions for {tok.shape[0]} input_ids.")
-            if ids.size and (ids.min() < -1 or ids.max() >= n_phys):
-                raise ValueError(f"{where}: physical expert id outside [-1, {n_phys}).")
-            records.append((where, int(r["forward_pass_id"]), int(r.get("rank", 0)), ids, tok, pos,
-                            r.get("extend_seq_lens")))
+            lens = None
+            if r.get("extend_seq_lens") is not None:
+                lens = int_array(r["extend_seq_lens"], f"{where}: 'extend_seq_lens'", ndim=1, minimum=0,
+                                 maximum=tok.shape[0])
+                total = sum(lens.tolist())                       # Python ints: no overflow
+                if total != tok.shape[0]:
+                    raise ValueError(f"{where}: 'extend_seq_lens' sum to {total}, the record has "
+                                     f"{tok.shape[0]} input_ids.")
+            records.append((where, fpid, rank, ids, tok, pos, lens))
     if not records:
         raise ValueError(f"no per_token records in {[str(f) for f in files]}.")
 
-    width = max(r[3].shape[2] for r in records)
     valid_per_row = max(int((r[3] >= 0).sum(axis=2).max(initial=0)) for r in records)
-    k = valid_per_row if top_k is None else int(top_k)
+    k = valid_per_row if top_k is None else top_k
     if k < 1:
-        raise ValueError("every expert id in the dumps is -1; nothing was routed.")
-    if k > width:
-        raise ValueError(f"`top_k`={k} exceeds the {width} id columns in the dumps.")
+        raise ValueError(f"every expert id in {[str(f) for f in files]} is -1; nothing was routed.")
+    for where, _, _, ids, *_ in records:
+        if ids.shape[2] < k:
+            raise ValueError(f"{where}: topk_ids_of_layer has {ids.shape[2]} id columns, fewer than top_k={k}.")
+        if (ids[:, :, k:] >= 0).any():
+            raise ValueError(f"{where}: topk_ids_of_layer routes a token to an expert beyond column top_k={k}; "
+                             "cutting it would drop a choice (pass a larger `top_k`).")
+    n_ids = n_logical if to_logical else n_phys
+    if k > n_ids:
+        raise ValueError(f"top_k={k} exceeds the {n_ids} {'logical' if to_logical else 'physical'} experts of "
+                         f"{[str(f) for f in files]}.")
     layer_used = np.zeros(n_layers, bool)
     for r in records:
         layer_used |= (r[3] >= 0).any(axis=(1, 2))
     keep = [l for l in range(n_layers) if layer_used[l] or not drop_empty_layers]
-    if not keep:
+    if not keep:  # pragma: no cover - k >= 1 means some id is routed
         raise ValueError("no layer has any routed token.")
 
     if to_logical:
@@ -232,10 +295,11 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
         layers = [LayerSpec(l, n_phys, k) for l in keep]
         space, p2l_meta = "physical", {l: p2l[l].tolist() for l in keep}
     seen, skipped, tokens, shards, next_seq = set(), 0, 0, 0, 0
-    with LogWriter(out, source="sglang", layers=layers, model_id=model_id, score_function=score_function,
-                   topk_order="descending", expert_id_space=space, physical_to_logical=p2l_meta,
-                   metadata=meta) as w:
-        for where, fpid, rank, ids, tok, pos, ext in sorted(records, key=lambda r: (r[1], r[2])):
+    with staged_log_dir(out) as tmp, \
+            LogWriter(tmp, source="sglang", layers=layers, model_id=model_id, score_function=score_function,
+                      topk_order="unordered", expert_id_space=space, physical_to_logical=p2l_meta,
+                      metadata=meta) as w:
+        for where, fpid, rank, ids, tok, pos, lens in sorted(records, key=lambda r: (r[1], r[2])):
             if deduplicate:
                 key = (fpid, content_key(ids, tok, pos))
                 if key in seen:
@@ -249,11 +313,6 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
             if to_logical:
                 lid = np.arange(n_layers)[:, None, None]
                 ids = np.where(ids >= 0, p2l[lid, np.clip(ids, 0, None)], -1)
-            lens = None
-            if ext is not None:
-                lens = _np(ext, f"{where}: extend_seq_lens").astype(np.int64).reshape(-1)
-                if lens.sum() != n or (lens < 0).any():
-                    lens = None
             if lens is None:
                 lens = np.ones(n, np.int64)
             seq = next_seq + np.repeat(np.arange(lens.shape[0]), lens)
@@ -272,33 +331,43 @@ def _import_stat(dumps, out, *, top_k, num_experts, drop_empty, deduplicate, mod
                          "experts each token chose.")
     counts_all = []
     for f, d in dumps:
-        c = _np(d["logical_count"], f"{f}: logical_count")
+        raw = d["logical_count"]
+        nested = isinstance(raw, (list, tuple)) and raw and isinstance(raw[0], (list, tuple)) and raw[0] \
+            and isinstance(raw[0][0], (list, tuple))
+        ndim = getattr(raw, "ndim", 3 if nested else 2)
+        c = int_array(raw, f"{f}: 'logical_count' ([steps, layers, experts] or [layers, experts])",
+                      ndim=3 if ndim == 3 else 2, minimum=0)
         if c.ndim == 2:
             c = c[None]
-        if c.ndim != 3:
-            raise ValueError(f"{f}: logical_count must be [steps, layers, experts], got shape {c.shape}.")
-        if not np.issubdtype(c.dtype, np.integer):
-            raise TypeError(f"{f}: logical_count must hold integer counts, got dtype {c.dtype}.")
-        if c.size and c.min() < 0:
-            raise ValueError(f"{f}: logical_count has a negative count {c.min()}.")
-        counts_all.append((f, int(d.get("rank", 0)), c.astype(np.int64)))
+        if 0 in c.shape[1:]:
+            raise ValueError(f"{f}: 'logical_count' has shape {c.shape}; it needs at least one layer and expert.")
+        if c.size and float(c.sum(dtype=np.float64)) > 2.0**62:
+            raise ValueError(f"{f}: 'logical_count' sums to more than 2**62; such counts would overflow the "
+                             "int64 sums of any analysis (the dump is corrupted).")
+        rank = check_int(d.get("rank", 0), f"{f}: 'rank'", minimum=0, maximum=INT32_MAX)
+        counts_all.append((f, rank, c))
     shapes = {c.shape[1:] for _, _, c in counts_all}
     if len(shapes) != 1:
-        raise ValueError(f"stat dumps disagree on [layers, experts]: {sorted(shapes)}.")
+        raise ValueError(f"stat dumps disagree on [layers, experts]: "
+                         f"{ {str(f): list(c.shape[1:]) for f, _, c in counts_all} }.")
     n_layers, e = shapes.pop()
-    if num_experts is not None and int(num_experts) != e:
+    check_num_experts(e, f"{counts_all[0][0]}: 'logical_count' experts")
+    if num_experts is not None and num_experts != e:
         raise ValueError(f"`num_experts`={num_experts} but logical_count has {e} experts.")
+    if top_k > e:
+        raise ValueError(f"`top_k`={top_k} exceeds the {e} experts of 'logical_count'.")
     used = np.zeros(n_layers, bool)
     for _, _, c in counts_all:
-        used |= c.sum(axis=(0, 2)) > 0
+        used |= (c > 0).any(axis=(0, 2))
     keep = [l for l in range(n_layers) if used[l] or not drop_empty]
     if not keep:
-        raise ValueError("all counts are zero.")
+        raise ValueError(f"all counts are zero in {[str(f) for f, _, _ in counts_all]}.")
     seen, skipped, windows, shards = set(), 0, 0, 0
     meta = dict(meta, merge_rule="stat dumps are all-reduced over ranks; identical files are copies and "
                                  "counted once")
-    with LogWriter(out, source="sglang", layers=[LayerSpec(l, e, int(top_k)) for l in keep], model_id=model_id,
-                   score_function=score_function, metadata=meta) as w:
+    with staged_log_dir(out) as tmp, \
+            LogWriter(tmp, source="sglang", layers=[LayerSpec(l, e, top_k) for l in keep], model_id=model_id,
+                      score_function=score_function, metadata=meta) as w:
         for f, rank, c in counts_all:
             if deduplicate:
                 key = content_key(c)
@@ -306,7 +375,7 @@ def _import_stat(dumps, out, *, top_k, num_experts, drop_empty, deduplicate, mod
                     skipped += 1
                     continue
                 seen.add(key)
-            c = c[c.sum(axis=(1, 2)) > 0]  # unused slots of the circular buffer
+            c = c[(c > 0).any(axis=(1, 2))]  # unused slots of the circular buffer
             if c.shape[0] == 0:
                 continue
             w.append_counts(c[:, keep, :], rank=rank)

@@ -199,7 +199,7 @@ def fresh(root, i):
 
 
 def describe_value(v) -> str:
-    if isinstance(v, np.ndarray):
-        return f"array{v.shape} {v.dtype}"
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        return f"{type(v).__name__}{tuple(v.shape)} {v.dtype}"
     text = repr(v)
     return text if len(text) <= 30 else text[:27] + "..."
