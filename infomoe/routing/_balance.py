@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from infomoe._validate import as_float_array, check_positive_float, check_positive_int
+from infomoe.routing._checks import check_flag
 from infomoe.routing._posterior import _check_k, router_probabilities
 
 __all__ = [
@@ -288,6 +289,7 @@ def gshard_load_balancing_loss(probs, *, expert_ids=None, from_logits: bool = Fa
     0.25
     """
     p = router_probabilities(probs, from_logits=from_logits)
+    scaled = check_flag(scaled, "scaled")
     n_exp = p.shape[-1]
     if expert_ids is None:
         first = np.argmax(p, axis=-1)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infomoe._validate import as_float_array, check_choice, check_positive_int
-from infomoe.routing._coherence import mutual_coherence, welch_bound
+from infomoe.routing._coherence import mutual_coherence, normalize_rows, welch_bound
 from infomoe.routing._subset import best_subset, omp, recovery_rate, thresholding
 from infomoe.routing._synthetic import coherent_dictionary, sparse_tokens
 
@@ -47,14 +47,19 @@ def support_recovery(W, tokens, support, *, methods=_METHODS) -> dict:
     >>> support_recovery(np.eye(4), [[1.0, 2.0, 0.0, 0.0]], [[0, 1]])
     {'exact': 1.0, 'omp': 1.0, 'thresholding': 1.0}
     """
-    s = np.asarray(support)
-    k = s.shape[-1] if s.ndim else 0
+    from infomoe.routing._subset import _as_supports
+
+    n_experts = normalize_rows(W).shape[0]
+    s = _as_supports(support, "support", n_experts)
+    n_tokens = np.atleast_2d(np.asarray(tokens)).shape[0]
+    if s.shape[0] != n_tokens:
+        raise ValueError(f"`support` has {s.shape[0]} rows but `tokens` has {n_tokens}; give one true "
+                         "support per token.")
+    k = s.shape[1]
     fns = {"exact": best_subset, "omp": omp, "thresholding": thresholding}
-    out = {}
     for m in methods:
         check_choice(m, "methods", _METHODS)
-        out[m] = recovery_rate(s, fns[m](W, tokens, k).support)
-    return out
+    return {m: recovery_rate(s, fns[m](W, tokens, k).support, n_experts=n_experts) for m in methods}
 
 
 @dataclass(frozen=True)

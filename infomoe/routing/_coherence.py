@@ -52,11 +52,14 @@ def normalize_rows(W, *, name: str = "W") -> np.ndarray:
     array([[0.6, 0.8]])
     """
     a = as_float_array(W, name, ndim=2)
-    norms = np.linalg.norm(a, axis=1)
-    if (norms == 0).any():
-        raise ValueError(f"row {int(np.argmin(norms))} of `{name}` is zero; every expert vector needs a "
+    # scale by the largest entry first: ||w|| of a row like [1e200, 1e200] or [1e-200, 0] would
+    # overflow to inf (a zero row after division) or underflow to 0 (a spurious "zero row")
+    peak = np.abs(a).max(axis=1) if a.shape[1] else np.zeros(a.shape[0])
+    if (peak == 0).any():
+        raise ValueError(f"row {int(np.argmin(peak))} of `{name}` is zero; every expert vector needs a "
                          "direction.")
-    return a / norms[:, None]
+    a = a / peak[:, None]
+    return a / np.linalg.norm(a, axis=1)[:, None]
 
 
 def gram_matrix(W) -> np.ndarray:

@@ -355,12 +355,42 @@ def _bnb_one(u, x, k, lam, start):
     return best["support"], best["nodes"]
 
 
-def recovery_rate(true_support, estimated_support) -> float:
+def _as_supports(x, name: str, n_experts: int | None) -> np.ndarray:
+    """Expert-id supports as a ``(tokens, k)`` int64 array: integers, ``>= 0``, ``< n_experts``, distinct per token."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"`{name}` must be an integer array of expert ids, got {type(x).__name__}.")
+    v = np.asarray(x)
+    if v.dtype == bool or not np.issubdtype(v.dtype, np.integer):
+        raise TypeError(f"`{name}` must hold integer expert ids, got dtype {v.dtype}.")
+    if v.size == 0:
+        raise ValueError(f"`{name}` is empty.")
+    if v.ndim not in (1, 2):
+        raise ValueError(f"`{name}` must have shape (tokens, k) (or (k,) for one token), got shape {v.shape}.")
+    v = np.atleast_2d(v).astype(np.int64, copy=False)
+    if v.min() < 0:
+        idx = tuple(int(i) for i in np.argwhere(v < 0)[0])
+        raise ValueError(f"`{name}` has a negative expert id {int(v[idx])} at index {idx}; ids must be >= 0.")
+    if n_experts is not None and v.max() >= n_experts:
+        idx = tuple(int(i) for i in np.argwhere(v >= n_experts)[0])
+        raise ValueError(f"`{name}` has expert id {int(v[idx])} at index {idx} but there are only "
+                         f"{n_experts} experts.")
+    srt = np.sort(v, axis=1)
+    dup = (np.diff(srt, axis=1) == 0).any(axis=1)
+    if dup.any():
+        raise ValueError(f"`{name}` repeats an expert id in token {int(np.argmax(dup))}; a support holds "
+                         "distinct experts.")
+    return srt
+
+
+def recovery_rate(true_support, estimated_support, *, n_experts: int | None = None) -> float:
     """Fraction of tokens whose estimated support equals the true one (as sets).
 
     Parameters
     ----------
     true_support, estimated_support : array_like of int, shape (tokens, k)
+        Distinct expert ids ``>= 0`` per token (a 1-D array is one token).
+    n_experts : int, optional
+        Number of experts; when given, every id must be below it.
 
     Returns
     -------
@@ -380,17 +410,16 @@ def recovery_rate(true_support, estimated_support) -> float:
     --------
     >>> recovery_rate([[0, 1], [2, 3]], [[1, 0], [2, 4]])
     0.5
+    >>> recovery_rate([[0, 1]], [[0, 5]], n_experts=4)
+    Traceback (most recent call last):
+    ...
+    ValueError: `estimated_support` has expert id 5 at index (0, 1) but there are only 4 experts.
     """
-    a = np.asarray(true_support)
-    b = np.asarray(estimated_support)
-    for name, v in (("true_support", a), ("estimated_support", b)):
-        if v.dtype == bool or not np.issubdtype(v.dtype, np.integer):
-            raise TypeError(f"`{name}` must hold integer expert ids, got dtype {v.dtype}.")
-        if v.size == 0:
-            raise ValueError(f"`{name}` is empty.")
-    a = np.atleast_2d(a)
-    b = np.atleast_2d(b)
+    if n_experts is not None:
+        n_experts = check_positive_int(n_experts, "n_experts")
+    a = _as_supports(true_support, "true_support", n_experts)
+    b = _as_supports(estimated_support, "estimated_support", n_experts)
     if a.shape != b.shape:
         raise ValueError(f"`true_support` and `estimated_support` must have the same shape, got "
                          f"{a.shape} and {b.shape}.")
-    return float(np.mean(np.all(np.sort(a, axis=1) == np.sort(b, axis=1), axis=1)))
+    return float(np.mean(np.all(a == b, axis=1)))

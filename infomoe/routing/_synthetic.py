@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infomoe._validate import as_float_array, check_positive_float, check_positive_int
+from infomoe.routing._checks import check_flag
 from infomoe.routing._coherence import mutual_coherence, normalize_rows, welch_bound
 
 __all__ = ["low_coherence_frame", "coherent_dictionary", "sparse_tokens", "SparseTokens"]
@@ -213,7 +214,11 @@ def sparse_tokens(W, n_tokens: int, k: int, *, coef_range=(1.0, 2.0), random_sig
     k = check_positive_int(k, "k")
     if k > u.shape[0]:
         raise ValueError(f"`k` must be at most the number of experts ({u.shape[0]}), got {k}.")
-    lo, hi = (float(v) for v in as_float_array(coef_range, "coef_range", ndim=1))
+    cr = as_float_array(coef_range, "coef_range", ndim=1)
+    if cr.shape != (2,):
+        raise ValueError(f"`coef_range` must be a pair (low, high), got {cr.shape[0]} values.")
+    lo, hi = float(cr[0]), float(cr[1])
+    random_signs = check_flag(random_signs, "random_signs")
     if not 0 < lo <= hi:
         raise ValueError(f"`coef_range` must be (low, high) with 0 < low <= high, got {coef_range!r}.")
     noise = check_positive_float(noise, "noise", allow_zero=True)

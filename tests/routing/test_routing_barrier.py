@@ -36,3 +36,16 @@ def test_support_recovery_errors():
         support_recovery(np.eye(3), [[1.0, 0, 0]], [[0]], methods=("lasso",))
     with pytest.raises(ValueError, match="coherences"):
         coherence_barrier(8, 4, 2, [])
+
+
+def test_support_recovery_validates_the_true_support():
+    W, x = np.eye(3), [[1.0, 0, 0], [0, 1.0, 0]]
+    assert support_recovery(W, x, [[0], [1]]) == {"exact": 1.0, "omp": 1.0, "thresholding": 1.0}
+    with pytest.raises(ValueError, match="negative expert id"):
+        support_recovery(W, x, [[0], [-1]])
+    with pytest.raises(ValueError, match="only 3 experts"):
+        support_recovery(W, x, [[0], [3]])
+    with pytest.raises(ValueError, match="`support` has 1 rows but `tokens` has 2"):
+        support_recovery(W, x, [[0]])
+    with pytest.raises(ValueError, match="`support` must have shape"):
+        support_recovery(W, x, np.int64(0))

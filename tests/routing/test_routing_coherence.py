@@ -115,3 +115,15 @@ def test_errors():
         welch_bound(2.5, 2)
     with pytest.raises(ValueError, match="2 dimension"):
         mutual_coherence(np.ones(3))
+
+
+def test_normalize_rows_neither_overflows_nor_underflows():
+    # ||[1e200, 1e200]|| overflows in float64 and ||[1e-200, 0]|| underflows: both are fine directions
+    big = np.array([[1e200, 1e200], [1e200, 0.0]])
+    tiny = np.array([[1e-200, 1e-200], [1e-200, 0.0]])
+    for W in (big, tiny):
+        u = normalize_rows(W)
+        np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-15)
+        assert mutual_coherence(W) == pytest.approx(1 / np.sqrt(2), rel=1e-15)
+    with pytest.raises(ValueError, match="row 1 of `W` is zero"):
+        normalize_rows([[1e-200, 0.0], [0.0, 0.0]])

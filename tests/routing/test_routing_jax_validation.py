@@ -49,7 +49,7 @@ def _bad_top_k(n_exp):
             ("2", "top_k"), (np.float64(2.0), "top_k")]
 
 
-def bad_calls(seed: int):
+def bad_calls(seed: int, jr=jr):
     """Bad calls for one seed: a list of ``(label, thunk, argument named in the error)``."""
     rng = np.random.default_rng(seed)
     n_exp = int(rng.integers(2, 7))
@@ -217,6 +217,12 @@ def test_every_bad_input_raises_our_error_naming_the_argument():
     assert not returned, f"{len(returned)} of {n} bad calls returned a number: {returned[:20]}"
     assert not foreign, f"{len(foreign)} of {n} bad calls raised something else: {foreign[:10]}"
     assert not unnamed, f"{len(unnamed)} of {n} errors do not name the argument: {unnamed[:10]}"
+
+
+def test_numpy_twins_raise_on_the_same_bad_input():
+    # the balance losses of infomoe.routing share names and signatures with routing.jax
+    bad = [(label, outcome(thunk)) for seed in (7, 8) for label, thunk, _ in bad_calls(seed, npr)]
+    assert not [b for b in bad if b[1][0] != "ours"]
 
 
 def test_bad_input_raises_under_x64_too():

@@ -122,3 +122,26 @@ def test_errors():
         best_subset(np.eye(3), np.ones(3), 1, method="greedy")
     with pytest.raises(ValueError, match="NaN"):
         best_subset(np.eye(3), [np.nan, 0, 0], 1)
+
+
+@pytest.mark.parametrize("true, est, kwargs, exc, match", [
+    ([[0, -1]], [[0, 1]], {}, ValueError, r"`true_support` has a negative expert id -1 at index \(0, 1\)"),
+    ([[0, 1]], [[-3, 1]], {}, ValueError, r"`estimated_support` has a negative expert id -3"),
+    ([[0, 1]], [[0, 4]], {"n_experts": 4}, ValueError, r"`estimated_support` has expert id 4 .* only 4 experts"),
+    ([[0, 7]], [[0, 1]], {"n_experts": 4}, ValueError, r"`true_support` has expert id 7"),
+    ([[0, 0]], [[0, 0]], {}, ValueError, r"`true_support` repeats an expert id in token 0"),
+    ([[True, False]], [[1, 0]], {}, TypeError, r"`true_support` must hold integer"),
+    ([[[0, 1]]], [[[0, 1]]], {}, ValueError, r"`true_support` must have shape \(tokens, k\)"),
+    ([[0, 1]], [[0, 1]], {"n_experts": 0}, ValueError, r"`n_experts`"),
+    ([[0, 1]], [[0, 1]], {"n_experts": True}, TypeError, r"`n_experts`"),
+    (None, [[0, 1]], {}, TypeError, r"`true_support`"),
+])
+def test_recovery_rate_validates_ids(true, est, kwargs, exc, match):
+    # before issue 16 the negative, duplicate and out-of-range cases returned a rate
+    with pytest.raises(exc, match=match):
+        recovery_rate(true, est, **kwargs)
+
+
+def test_recovery_rate_compares_sets_and_accepts_one_token():
+    assert recovery_rate([2, 0, 1], [1, 2, 0], n_experts=3) == 1.0
+    assert recovery_rate([[3, 1], [0, 2]], [[1, 3], [0, 1]], n_experts=4) == 0.5

@@ -58,3 +58,10 @@ def test_errors():
         sparse_tokens(np.eye(3), 2, 1, coef_range=(2.0, 1.0))
     with pytest.raises(ValueError, match="at most"):
         sparse_tokens(np.eye(3), 2, 4)
+
+
+def test_sparse_tokens_argument_checks():
+    with pytest.raises(ValueError, match="`coef_range` must be a pair"):
+        sparse_tokens(np.eye(3), 2, 1, coef_range=(1.0, 2.0, 3.0))
+    with pytest.raises(TypeError, match="`random_signs` must be True or False"):
+        sparse_tokens(np.eye(3), 2, 1, random_signs="no")
