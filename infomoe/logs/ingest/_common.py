@@ -129,7 +129,10 @@ def check_int(value, where: str, *, minimum: Optional[int] = None, maximum: Opti
     if _is_tensor(value) or isinstance(value, np.ndarray):
         if tuple(value.shape) != ():
             raise TypeError(f"{where} must be an integer, got {describe(value)}.")
-        a = _tensor_to_numpy(value, where) if _is_tensor(value) else value
+        try:
+            a = _tensor_to_numpy(value, where) if _is_tensor(value) else value
+        except TypeError:
+            raise TypeError(f"{where} must be an integer, got {describe(value)}.") from None
         if a.dtype.kind not in "iu":
             raise TypeError(f"{where} must be an integer, got {describe(value)}.")
         value = a.item()
@@ -221,7 +224,17 @@ def int_array(value, where: str, *, ndim: int, minimum: Optional[int] = None,
 
 
 def check_layer_ids(layer_ids, where: str) -> list:
-    """Check that layer ids are distinct integers in ``[0, MAX_LAYER_ID]`` (what a log can name)."""
+    """Check that layer ids are distinct integers in ``[0, MAX_LAYER_ID]`` (what a log can name).
+
+    Examples
+    --------
+    >>> check_layer_ids([1, 3], "`layer_ids`")
+    [1, 3]
+    >>> check_layer_ids([10**9], "`layer_ids`")
+    Traceback (most recent call last):
+    ...
+    ValueError: `layer_ids`[0] must be an integer >= 0 and <= 999999999, got 1000000000.
+    """
     out = [check_int(v, f"{where}[{i}]", minimum=0, maximum=MAX_LAYER_ID) for i, v in enumerate(layer_ids)]
     if len(set(out)) != len(out):
         dup = sorted({v for v in out if out.count(v) > 1})
@@ -230,7 +243,13 @@ def check_layer_ids(layer_ids, where: str) -> list:
 
 
 def check_num_experts(value, where: str) -> int:
-    """Check an expert count: an integer in ``[1, MAX_EXPERTS]`` (checked before anything is allocated)."""
+    """Check an expert count: an integer in ``[1, MAX_EXPERTS]`` (checked before anything is allocated).
+
+    Examples
+    --------
+    >>> check_num_experts(64, "`num_experts`")
+    64
+    """
     return check_int(value, where, minimum=1, maximum=MAX_EXPERTS)
 
 
@@ -242,6 +261,20 @@ def staged_log_dir(out) -> Iterator[Path]:
     :func:`~infomoe.logs.open_log`, the staging directory is removed and
     nothing appears at ``out``: an import either produces a complete log or
     leaves no trace.  ``out`` must not exist, or be an empty directory.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from infomoe.logs import LayerSpec, LogWriter
+    >>> out = os.path.join(tempfile.mkdtemp(), "log")
+    >>> try:
+    ...     with staged_log_dir(out) as tmp, LogWriter(tmp, source="demo", layers=[LayerSpec(0, 4, 1)]) as w:
+    ...         _ = w.append([[[0]], [[1]]])
+    ...         raise ValueError("a bad record after one committed shard")
+    ... except ValueError:
+    ...     pass
+    >>> os.path.exists(out), os.listdir(os.path.dirname(out))
+    (False, [])
     """
     from infomoe.logs import LogFormatError, open_log
 

@@ -184,6 +184,31 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     References
     ----------
     SGLang ``python/sglang/srt/eplb/expert_distribution.py``; no equation.
+
+    Examples
+    --------
+    A ``per_token`` dump of one forward pass (two requests of 2 and 1
+    tokens, one MoE layer, 4 physical slots holding 3 logical experts):
+
+    >>> import os, tempfile, torch
+    >>> from infomoe.logs import open_log
+    >>> d = tempfile.mkdtemp()
+    >>> topk = torch.tensor([[[0, 3, -1], [1, 2, -1], [3, 1, -1]]], dtype=torch.int32)   # [L, T, 3] physical
+    >>> record = {"forward_pass_id": 0, "rank": 0, "input_ids": [5, 6, 7], "positions": [0, 1, 0],
+    ...           "extend_seq_lens": [2, 1], "topk_ids_of_layer": topk}
+    >>> p2l = torch.tensor([[0, 1, 2, 0]])                                      # slot 3 replicates expert 0
+    >>> torch.save({"records": [record], "last_physical_to_logical_map": p2l}, os.path.join(d, "r0.pt"))
+    >>> import_sglang(d, os.path.join(d, "log")).num_tokens
+    3
+    >>> log = open_log(os.path.join(d, "log"))
+    >>> log.read()["expert_ids"][0].tolist(), log.read()["seq_id"].tolist()
+    ([[0, 0], [1, 2], [0, 1]], [0, 0, 1])
+    >>> record["positions"] = [0, 1.0, 0]                                       # never truncated
+    >>> torch.save({"records": [record], "last_physical_to_logical_map": p2l}, os.path.join(d, "r0.pt"))
+    >>> import_sglang(d, os.path.join(d, "log2"))
+    Traceback (most recent call last):
+    ...
+    TypeError: .../r0.pt record 0: 'positions' must hold integers, found 1.0.
     """
     from infomoe.logs import LayerSpec, LogWriter
 
