@@ -14,6 +14,7 @@ tracer before that.
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 from typing import Optional, Sequence
@@ -103,28 +104,43 @@ def check_array(x, name: str, *, ndim: Optional[int | Sequence[int]] = None, min
         if x.size == 0:
             raise ValueError(f"`{name}` is empty (shape {tuple(x.shape)}); at least one value is needed.")
         return x, None
-    host = as_float_array(x, name, allow_empty=True, finite=False)
+    src = x
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and _float_eps(dtype) and not np.issubdtype(np.dtype(dtype), np.number):
+        src = np.asarray(x, dtype=np.float64)  # bfloat16 and other ml_dtypes floats NumPy does not class as numbers
+    host = as_float_array(src, name, allow_empty=True, finite=False)
     _check_ndim(host.shape, name, ndim, min_ndim, axes)
     host = as_float_array(host, name)  # empty, NaN, inf
     return jnp.asarray(x), host
 
 
+def _float_eps(dtype) -> float:
+    """Machine epsilon of a floating dtype (bfloat16 included), 0 for other dtypes."""
+    jnp = sys.modules.get("jax.numpy")
+    if jnp is not None and jnp.issubdtype(dtype, jnp.floating):
+        return float(jnp.finfo(dtype).eps)
+    dt = np.dtype(dtype)
+    return float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else 0.0
+
+
 def row_sum_atol(dtype, n_experts: int) -> float:
     """Tolerance on "rows sum to 1" for probabilities stored in ``dtype``.
 
-    ``max(1e-6, 4 * n_experts * eps(dtype))``: a float32 softmax over 128
-    experts sums to 1 only within a few ulps per term (about 1e-5), a float64
-    one within 1e-6.
+    ``max(1e-6, (4 + log2(n_experts)) * eps(dtype))``.  A softmax computed and
+    stored in ``dtype`` sums to 1 within about ``eps`` (measured with
+    ``jax.nn.softmax``, 4096 rows of N(0, 9) logits: at most 0.8 eps for 2
+    experts and 2.8 eps for 1024 in float32, 0.7 eps in bfloat16), so this
+    keeps a margin of four or more ulps; float64 rows get the 1e-6 of the
+    NumPy functions.
 
     Examples
     --------
     >>> import numpy as np
-    >>> row_sum_atol(np.float64, 8), round(row_sum_atol(np.float32, 128), 7)
-    (1e-06, 6.1e-05)
+    >>> row_sum_atol(np.float64, 8), round(row_sum_atol(np.float32, 1024), 8)
+    (1e-06, 1.67e-06)
     """
-    dt = np.dtype(dtype)
-    eps = float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else 0.0
-    return max(ROW_SUM_ATOL, 4.0 * n_experts * eps)
+    eps = _float_eps(dtype)
+    return max(ROW_SUM_ATOL, (4.0 + math.log2(max(int(n_experts), 1))) * eps)
 
 
 def check_probability_rows(x, name: str, *, axes: str = "(..., experts)"):

@@ -246,6 +246,27 @@ def test_float32_softmax_output_with_many_experts_is_accepted():
         rel=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_router_outputs_are_accepted(dtype):
+    # bfloat16 is what MoE routers often emit; NumPy does not class it as a number type
+    z = jnp.asarray(np.random.default_rng(1).normal(size=(64, 16)) * 3, dtype=dtype)
+    p = jax.nn.softmax(z, axis=-1)
+    assert float(jnp.max(jnp.abs(p.astype(jnp.float32).sum(axis=-1) - 1))) > 1e-4  # far above 1e-6
+    p64 = np.asarray(p, dtype=np.float64)
+    p64 /= p64.sum(axis=-1, keepdims=True)
+    assert float(jr.switch_load_balancing_loss(p, top_k=2)) == pytest.approx(
+        npr.switch_load_balancing_loss(p64, top_k=2), rel=2e-2)
+    assert np.isfinite(float(jr.gshard_load_balancing_loss(p)))
+    assert np.isfinite(float(jr.switch_load_balancing_loss(z, from_logits=True)))
+    assert np.isfinite(float(jr.hf_load_balancing_loss(z, 2)))
+    assert np.isfinite(float(jr.router_z_loss(z)))
+    assert np.isfinite(float(jr.so_penalty(z[:8], normalize=True)))
+    with pytest.raises(ValueError, match="`probs` contains NaN"):
+        jr.switch_load_balancing_loss(p.at[0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="sum to 1"):
+        jr.switch_load_balancing_loss(p * 0.8)
+
+
 def test_rows_off_by_more_than_rounding_are_rejected_in_float32():
     p = jnp.full((4, 8), 1 / 8, dtype=jnp.float32).at[0, 0].add(1e-3)
     with pytest.raises(ValueError, match="sum to 1"):
@@ -367,3 +388,58 @@ def test_value_checks_are_skipped_under_jit():
     assert np.isnan(float(jax.jit(jr.router_z_loss)(bad)))
     with pytest.raises(ValueError, match="NaN"):
         jr.router_z_loss(bad)
+
+
+# ------------------------------------------------ property: ours, or the NumPy twin's value
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf, -0.3, 0.0, 1.5, 1e-9])
+
+
+@st.composite
+def maybe_corrupted_probs(draw):
+    """Softmax rows, then with probability ~2/3 one corruption (a special value, a scale, a sign flip)."""
+    t = draw(st.integers(1, 6))
+    e = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**32 - 1))
+    p = _softmax(np.random.default_rng(seed).normal(size=(t, e)) * 2)
+    how = draw(st.sampled_from(["none", "value", "scale", "flip"]))
+    if how == "value":
+        p[draw(st.integers(0, t - 1)), draw(st.integers(0, e - 1))] = draw(_SPECIAL)
+    elif how == "scale":
+        p = p * draw(st.sampled_from([0.5, 0.999, 1 + 1e-9, 1.001, 2.0]))
+    elif how == "flip":
+        p = -p
+    return p, draw(st.integers(-1, e + 1)), draw(st.sampled_from([True, False]))
+
+
+def _both(jax_fn, np_fn):
+    try:
+        want = np_fn()
+    except (ValueError, TypeError):
+        want = None
+    try:
+        got = jax_fn()
+    except (ValueError, TypeError):
+        got = None
+    return want, got
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(maybe_corrupted_probs())
+def test_jax_losses_raise_exactly_when_numpy_twins_do_and_agree_otherwise(case):
+    p, k, scaled = case
+    with jax.enable_x64(True):
+        pairs = [
+            _both(lambda: jr.switch_load_balancing_loss(p, top_k=k), lambda: npr.switch_load_balancing_loss(p, top_k=k)),
+            _both(lambda: jr.gshard_load_balancing_loss(p, scaled=scaled),
+                  lambda: npr.gshard_load_balancing_loss(p, scaled=scaled)),
+            _both(lambda: jr.deepseek_balance_loss(p, k), lambda: npr.deepseek_balance_loss(p, k)),
+            _both(lambda: jr.max_violation(p), lambda: npr.max_violation(p)),
+            _both(lambda: jr.router_z_loss(p), lambda: npr.router_z_loss(p)),
+        ]
+    for i, (want, got) in enumerate(pairs):
+        assert (want is None) == (got is None), (i, want, got)
+        if want is not None:
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9, atol=1e-12, err_msg=str(i))
