@@ -291,9 +291,13 @@ def staged_log_dir(out) -> Iterator[Path]:
         except (LogFormatError, FileNotFoundError) as exc:  # pragma: no cover - a bug in an importer
             raise LogFormatError(f"the imported log cannot be opened ({exc}); nothing was written to "
                                  f"{os.fspath(out)!r}. Please report this as a bug of the importer.") from None
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
+        try:
+            if out.exists():
+                out.rmdir()
+            os.rename(tmp, out)
+        except OSError as exc:  # another process filled `out` meanwhile
+            raise FileExistsError(f"`out` {os.fspath(out)!r} was filled by someone else during the import "
+                                  f"({exc}); nothing was written there.") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -175,7 +175,8 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     (tensor parallel without DP attention) record identical records, ranks
     with their own batches (DP attention) different ones.  A record whose
     ``forward_pass_id``, ``input_ids``, ``positions`` and expert ids equal a
-    record already imported is a replica and is skipped.
+    record already imported is a replica and is skipped (however many padding
+    columns each carries).
 
     The ``last_physical_to_logical_map`` is the map at dump time; if EPLB
     rebalanced during recording, earlier records were routed under another
@@ -325,6 +326,7 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
                       topk_order="unordered", expert_id_space=space, physical_to_logical=p2l_meta,
                       metadata=meta) as w:
         for where, fpid, rank, ids, tok, pos, lens in sorted(records, key=lambda r: (r[1], r[2])):
+            ids = ids[:, :, :k]                                  # padding columns cut: not part of the routing
             if deduplicate:
                 key = (fpid, content_key(ids, tok, pos))
                 if key in seen:
@@ -334,7 +336,6 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
             n = tok.shape[0]
             if n == 0:
                 continue
-            ids = ids[:, :, :k]
             if to_logical:
                 lid = np.arange(n_layers)[:, None, None]
                 ids = np.where(ids >= 0, p2l[lid, np.clip(ids, 0, None)], -1)

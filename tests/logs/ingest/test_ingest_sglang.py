@@ -153,12 +153,12 @@ def _sglang_cases(rng, tree, n, *, n_phys):
         path = all_paths[int(rng.integers(len(all_paths)))]
         value = _fuzz.get(tree, path)
         key = next((p for p in reversed(path) if isinstance(p, str)), None)
-        field = path[3] if len(path) > 3 and path[2] == "records" else key
+        field = path[3] if len(path) > 3 and path[1] == "records" else key
         ignored = field in _IGNORED
         if rng.random() < 0.15:
             if ignored:
                 expect = "same"
-            elif len(path) == 3 and path[2] == "records":                  # drop a record
+            elif len(path) == 3 and path[1] == "records":                  # drop a record
                 expect = "any"
             elif key in ("rank", "extend_seq_lens") and path[-1] == key:   # optional keys
                 expect = "any"
@@ -387,3 +387,11 @@ def test_corrupt_dumps_are_refused_naming_the_file(tmp_path):
     torch.save({1: "x", "a": 2}, tmp_path / "keys.pt")                # mixed key types: was a TypeError of sorted()
     with pytest.raises(ValueError, match=r"keys.pt: not an SGLang expert-distribution dump"):
         import_sglang(tmp_path / "keys.pt", tmp_path / "log")
+
+
+def test_a_replica_with_other_padding_is_still_a_replica(tmp_path):
+    rec = _record(np.random.default_rng(9), 0, 0, [3])
+    _dump(tmp_path / "r0.pt", [rec])
+    _dump(tmp_path / "r1.pt", [dict(rec, rank=1, topk_ids_of_layer=rec["topk_ids_of_layer"][:, :, :K].clone())])
+    res = import_sglang(tmp_path, tmp_path / "log")
+    assert (res.num_tokens, res.num_replicas_skipped) == (3, 1)
