@@ -28,9 +28,9 @@ __all__ = ["ImportResult", "content_key", "check_int", "int_array", "describe", 
 
 try:  # the log format's own limits (layer ids: 9-digit file keys; experts: tables analyses can allocate)
     from infomoe.logs._manifest import MAX_EXPERTS, MAX_LAYER_ID
-except ImportError:  # pragma: no cover - a format without named limits
+except ImportError:  # pragma: no cover - a format without named limits: the same numbers
     MAX_LAYER_ID = 10**9 - 1
-    MAX_EXPERTS = 2**31 - 1
+    MAX_EXPERTS = 1 << 24
 #: Largest value of the int32 log columns (``position``, ``token_id``, ``label``, ``rank``).
 INT32_MAX = 2**31 - 1
 #: Largest value of the int64 log columns (``seq_id``, ``step``).

@@ -145,8 +145,8 @@ def run_vllm_fuzz(tmp_path, importer, n_struct=200, n_bytes=50, seed=16):
                 pool = [(v, "raise") for _, v in _fuzz.bad_ints(seq[k])] + [(10**9, "raise"), (2**31, "raise")]
                 if name == "request_ids":
                     pool[-2:] = [(10**9, "any"), (2**31, "any"), (2**63, "raise")]
-                if name == "labels":
-                    pool = [(v, e) for v, e in pool if v != -5] + [(-1, "any"), (-2, "raise")]
+                if name == "labels":                             # int32 column, -1 = unlabelled
+                    pool = [(v, "any" if v == 10**9 else e) for v, e in pool if v != -5] + [(-1, "any"), (-2, "raise")]
                 v, expect = pool[int(rng.integers(len(pool)))]
                 new = list(seq)
                 new[k] = v
