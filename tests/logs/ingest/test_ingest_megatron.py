@@ -9,6 +9,8 @@ import pytest
 from infomoe.logs import open_log
 from infomoe.logs.ingest import import_megatron, read_bf16
 
+from . import _fuzz
+
 E, K, T = 8, 2, 5
 
 
@@ -69,7 +71,6 @@ def test_ranks_replicas_and_logits(tmp_path):
 def test_read_bf16_matches_torch():
     torch = pytest.importorskip("torch")
     import tempfile
-    import os
     x = torch.tensor([1.0, -2.75, 3.14159, 1e-3, -65504.0, 0.0])
     b = x.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
     p = os.path.join(tempfile.mkdtemp(), "l.bin")
@@ -121,7 +122,6 @@ def test_bad_ids_and_shapes(tmp_path):
 
 
 # ----------------------------------------------------------------------------- fuzzing
-from . import _fuzz  # noqa: E402
 
 _INT_KEYS = {"step", "layer", "rank", "num_tokens", "topk", "logit_offset", "logit_bytes"}
 _OPTIONAL = {"stage": "same", "block": "same", "num_tokens": "same", "topk": "same"}
@@ -225,7 +225,7 @@ def run_megatron_fuzz(tmp_path, importer, n_struct=200, n_bytes=60, seed=16):
         _write_trace(d, {names[1]: tree[names[1]]}, sidecars)
         with open(os.path.join(d, names[0]), "wb") as f:
             f.write(data)
-        outcome, detail = _fuzz.classify(lambda out: importer(d, out, logits=True), os.path.join(d, "log"),
+        outcome, detail = _fuzz.classify(lambda out, d=d: importer(d, out, logits=True), os.path.join(d, "log"),
                                          expect=expect, locators=locators, baseline=baseline)
         results.append((f"bytes {kind}", outcome, detail))
     for j in range(20):                                          # the logits sidecar

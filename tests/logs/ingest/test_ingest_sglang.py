@@ -1,5 +1,8 @@
 """SGLang expert-distribution dumps -> routing logs (synthetic dumps in SGLang's layout)."""
 
+import copy
+import os
+
 import numpy as np
 import pytest
 
@@ -7,6 +10,8 @@ torch = pytest.importorskip("torch")
 
 from infomoe.logs import open_log  # noqa: E402
 from infomoe.logs.ingest import import_sglang, load_sglang_dump  # noqa: E402
+
+from . import _fuzz  # noqa: E402
 
 L, P, LOGICAL, K, WIDTH = 3, 6, 4, 2, 8     # layer 0 dense (never routed), 6 physical slots, top-2 padded to 8
 P2L = torch.tensor([[0, 1, 2, 3, 0, 1]] * L, dtype=torch.int64)
@@ -121,10 +126,6 @@ def test_unsafe_or_wrong_files(tmp_path):
 
 
 # ----------------------------------------------------------------------------- fuzzing
-import copy  # noqa: E402
-import os  # noqa: E402
-
-from . import _fuzz  # noqa: E402
 
 _IGNORED = {"gatherer_key", "forward_mode", "misc_objects", "global_physical_count",
             "average_utilization_rate_over_window"}
@@ -267,7 +268,7 @@ def run_sglang_fuzz(tmp_path, importer, n_per_token=150, n_stat=60, n_bytes=50, 
             expect = "same" if same else "any"
         except Exception:
             expect = "raise"
-        outcome, detail = _fuzz.classify(lambda out: importer(d, out), os.path.join(d, "log"), expect=expect,
+        outcome, detail = _fuzz.classify(lambda out, d=d: importer(d, out), os.path.join(d, "log"), expect=expect,
                                          locators=["r0.pt"], baseline=baselines["per_token"])
         results.append((f".pt bytes {kind}", outcome, detail))
     return results

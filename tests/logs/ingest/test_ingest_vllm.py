@@ -1,6 +1,7 @@
 """vLLM routed_experts arrays -> routing logs."""
 
 import io
+import os
 import warnings
 from types import SimpleNamespace
 
@@ -9,6 +10,8 @@ import pytest
 
 from infomoe.logs import open_log
 from infomoe.logs.ingest import import_vllm
+
+from . import _fuzz
 
 
 def _reqs(rng, lens, layers=3, k=2, e=8):
@@ -67,9 +70,6 @@ def test_bad_inputs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- fuzzing
-import os  # noqa: E402
-
-from . import _fuzz  # noqa: E402
 
 E = 8
 
