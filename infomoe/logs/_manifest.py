@@ -469,8 +469,11 @@ class Manifest:
                 raise TypeError(f"`physical_to_logical` keys must be layer ids, got {key!r}.") from None
             if lid not in by_id:
                 raise ValueError(f"`physical_to_logical` has layer {lid}, which is not in `layers`.")
+            if isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value):
+                raise TypeError(f"`physical_to_logical[{lid}]` must hold integers, got a bool in {value!r}.")
             a = np.asarray(value)
-            if a.ndim != 1 or a.dtype == object or (a.size and not np.issubdtype(a.dtype, np.integer)):
+            if (a.ndim != 1 or a.dtype == object or a.dtype == bool
+                    or (a.size and not np.issubdtype(a.dtype, np.integer))):
                 raise TypeError(f"`physical_to_logical[{lid}]` must be a 1-D list of integers, "
                                 f"got {value!r}.")
             if a.shape[0] != by_id[lid].num_experts:

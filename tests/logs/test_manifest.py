@@ -104,6 +104,7 @@ def _tampered(fn):
     (lambda d: d.update(num_tokens=100), "stale"),
     (lambda d: d.update(complete="false"), "'complete' must be true or false"),
     (lambda d: d["layers"].__setitem__(0, [0, 8, 2]), "must be an object"),
+    (lambda d: d["physical_to_logical"]["0"].__setitem__(0, True), "got a bool"),
 ])
 def test_from_json_rejects(fn, match):
     with pytest.raises(LogFormatError, match=match):
