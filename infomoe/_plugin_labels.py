@@ -73,54 +73,53 @@ def _xlogx_table() -> np.ndarray:
     return _XLOGX
 
 
-@njit(nogil=True, cache=True)
-def _wraps_by_row(logs, nlogs, kx, ky):
-    """Counting sort of all logged wrap-arounds by row.
+def _wraps_by_row(logs, nlogs, kx: int, ky: int):
+    """All logged wrap-arounds, grouped by row.
 
     Returns ``(start, cells)``: the cells that wrapped in row ``a`` are
-    ``cells[start[a]:start[a + 1]]`` (a cell appears once per wrap).
+    ``cells[start[a]:start[a + 1]]`` (a cell appears once per wrap).  In
+    numpy, not numba: there are at most ``samples / 256`` entries, and a
+    numba kernel with array allocations cost 0.6-0.9 s to compile on a cold
+    cache (``benchmarks/bench_cold.py``).
     """
+    cells = np.concatenate([logs[w, :nlogs[w]] for w in range(logs.shape[0])])
+    rows = cells // ky
+    order = np.argsort(rows, kind="stable")
     start = np.zeros(kx + 1, np.int64)
-    for w in range(logs.shape[0]):
-        for e in range(nlogs[w]):
-            start[logs[w, e] // ky + 1] += 1
-    for a in range(kx):
-        start[a + 1] += start[a]
-    pos = start[:-1].copy()
-    cells = np.empty(start[kx], np.int64)
-    for w in range(logs.shape[0]):
-        for e in range(nlogs[w]):
-            j = logs[w, e]
-            r = j // ky
-            cells[pos[r]] = j
-            pos[r] += 1
-    return start, cells
+    np.cumsum(np.bincount(rows, minlength=kx), out=start[1:])
+    return start, cells[order]
 
 
 @njit(nogil=True, cache=True)
-def _row_terms(tables, start, cells, ky, r0, r1, xlogx, col):
+def _row_terms(tables, start, cells, ky, r0, r1, xlogx, col, row):
     """``sum_a (sum_b c ln c - n_a ln n_a)`` over rows ``r0 <= a < r1``.
 
-    Adds each column's count into ``col`` (``int64``, length ``ky``).  Rows
-    without a wrapped counter (almost all) take a fast path for one or two
-    tables, where every count is below 512 and so in the lookup table.
+    Adds each column's count into ``col`` (``int64``, length ``ky``); ``row``
+    is an ``int64`` scratch array of length ``ky``.  Rows without a wrapped
+    counter (almost all) take a fast path for one or two tables, where every
+    count is below 512 and so in the lookup table.  The kernel allocates and
+    slices nothing (that cost 0.3 s more to compile on a cold cache).
     """
     nt = tables.shape[0]
     nlook = xlogx.shape[0]
-    row = np.empty(ky, np.int64)
     total = 0.0
     for a in range(r0, r1):
         base = a * ky
         s = 0.0
         na = 0
         if start[a] == start[a + 1] and nt <= 2:
-            t0 = tables[0, base:base + ky]
-            t1 = tables[nt - 1, base:base + ky]
-            for b in range(ky):
-                c = np.int64(t0[b]) + np.int64(t1[b]) if nt == 2 else np.int64(t0[b])
-                s += xlogx[c]
-                na += c
-                col[b] += c
+            if nt == 2:
+                for b in range(ky):
+                    c = np.int64(tables[0, base + b]) + np.int64(tables[1, base + b])
+                    s += xlogx[c]
+                    na += c
+                    col[b] += c
+            else:
+                for b in range(ky):
+                    c = np.int64(tables[0, base + b])
+                    s += xlogx[c]
+                    na += c
+                    col[b] += c
         else:
             for b in range(ky):
                 row[b] = tables[0, base + b]
@@ -201,12 +200,13 @@ def _fused_nats(x, y, z, kz: int, kx: int, ky: int, names) -> float:
         nb = kz * per_z
         parts = np.zeros(nb)
         cols = np.zeros((nt, kz, ky), np.int64)    # n_zy, per worker
+        scratch = np.empty((nt, ky), np.int64)      # one row buffer per worker
 
         def rows(w, b):
             zz, i = divmod(b, per_z)
             r0 = zz * kx + i * _ROWS_PER_BLOCK
             r1 = zz * kx + min((i + 1) * _ROWS_PER_BLOCK, kx)
-            parts[b] = _row_terms(tables, start, cells, ky, r0, r1, xlogx, cols[w, zz])
+            parts[b] = _row_terms(tables, start, cells, ky, r0, r1, xlogx, cols[w, zz], scratch[w])
 
         C._run_blocks(rows, nb, nt)
     col = cols.sum(axis=0)                         # (kz, ky)

@@ -372,3 +372,25 @@ def test_bad_chunks():
         label_counts(iter([np.array([], np.int64), np.array([], np.int64)]))
     with pytest.raises(ValueError, match=r"`x \(chunk 1\)` must be 1-D"):
         label_counts(iter([np.array([0]), np.zeros((2, 2), np.int64)]))
+
+
+def test_inferred_size_same_below_and_above_the_kernel_threshold(monkeypatch):
+    # below _MIN_NUMBA_MIN_MAX numpy finds min/max (no kernel to load on a
+    # first call), above it the _min_max kernel: the same sizes and errors
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3000, 200_000).astype(np.int32)
+    y = rng.integers(0, 40, 200_000).astype(np.uint8)
+    bad = x.copy()
+    bad[123_456] = -4
+    calls = []
+    real = _counting._max_label
+    monkeypatch.setattr(_counting, "_max_label", lambda a, nt: calls.append(a.size) or real(a, nt))
+    results = []
+    for limit in (1 << 22, 1 << 16):
+        monkeypatch.setattr(_counting, "_MIN_NUMBA_MIN_MAX", limit)
+        results.append(contingency(x, y))
+        with pytest.raises(ValueError, match="negative label -4 at index 123456"):
+            contingency(bad, y)
+    assert calls == [200_000] * 3            # x, y, bad: only with the low limit
+    np.testing.assert_array_equal(results[0], results[1])
+    assert results[0].shape == (x.max() + 1, y.max() + 1)

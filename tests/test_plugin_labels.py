@@ -236,3 +236,60 @@ def test_scratch_tables_are_zeroed_and_not_shared():
     for t in threads:
         t.join()
     assert seen == [False] * 8
+
+
+@settings(derandomize=True, deadline=None, max_examples=60)
+@given(st.integers(1, 4), st.integers(1, 40), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_wraps_grouped_by_row(nt, kx, ky, seed):
+    # every logged wrap lands in its row's slice, once per log entry
+    rng = np.random.default_rng(seed)
+    nlogs = rng.integers(0, 30, nt)
+    logs = np.full((nt, 31), -1, np.int64)            # entries past nlogs[w] are junk
+    for w in range(nt):
+        logs[w, :nlogs[w]] = rng.integers(0, kx * ky, nlogs[w])
+    start, cells = P._wraps_by_row(logs, nlogs, kx, ky)
+    assert start.dtype == cells.dtype == np.int64
+    assert start[0] == 0 and start[-1] == nlogs.sum() == cells.size
+    for a in range(kx):
+        got = np.sort(cells[start[a]:start[a + 1]])
+        want = np.sort(np.concatenate([logs[w, :nlogs[w]] for w in range(nt)]))
+        np.testing.assert_array_equal(got, want[want // ky == a])
+
+
+_FIRST_CALL = """
+import json, sys
+import numpy as np
+import infomoe
+from infomoe import _counting as C, _plugin_labels as P
+rng = np.random.default_rng(0)
+x = rng.integers(0, 1000, 1_000_000)
+y = rng.integers(0, 64, 1_000_000)
+v = float(infomoe.mutual_information(x, y))
+kernels = {}
+for mod in (C, P):
+    for name in dir(mod):
+        f = getattr(mod, name)
+        if hasattr(f, "stats") and f.signatures:
+            kernels[name] = [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
+print(json.dumps({"value": v, "kernels": kernels}))
+"""
+
+
+def test_first_call_loads_two_kernels_from_the_numba_cache(tmp_path):
+    # The first mutual_information of 1e6 int64 pairs in a new process
+    # compiles (empty cache) or loads (warm cache) only the counting and the
+    # row-sum kernels: every extra kernel costs 0.2-0.6 s cold, 10-15 ms warm
+    # (benchmarks/bench_cold.py).  NUMBA_CACHE_DIR is the cache that is used.
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True,
+                                      capture_output=True, text=True).stdout) for _ in range(2)]
+    cold, warm = runs
+    assert set(cold["kernels"]) == set(warm["kernels"]) == {"_scatter_small", "_row_terms"}
+    assert all(h == 0 and m >= 1 for h, m in cold["kernels"].values())   # compiled...
+    assert all(h == 1 and m == 0 for h, m in warm["kernels"].values())   # ...then loaded
+    assert any(p.suffix == ".nbi" for p in tmp_path.rglob("*"))
+    assert cold["value"] == warm["value"]
