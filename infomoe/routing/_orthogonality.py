@@ -346,8 +346,8 @@ def orthogonalize(W, kind: str = "mc", *, steps: int = 2000, learning_rate: floa
     check_choice(kind, "kind", tuple(PENALTIES))
     normalize = check_flag(normalize, "normalize")
     progress = check_flag(progress, "progress")
-    if normalize:
-        check_nonzero_rows(w0, "W", " (normalize=True scales every row to unit norm)")
+    # the mutual coherence recorded at every step needs every row's direction, normalised or not
+    check_nonzero_rows(w0, "W", " (orthogonalize records the mutual coherence of the rows)")
     steps = check_positive_int(steps, "steps")
     record_every = check_positive_int(record_every, "record_every")
     restarts = check_positive_int(restarts, "restarts")

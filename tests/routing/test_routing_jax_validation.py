@@ -443,3 +443,32 @@ def test_jax_losses_raise_exactly_when_numpy_twins_do_and_agree_otherwise(case):
         assert (want is None) == (got is None), (i, want, got)
         if want is not None:
             np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9, atol=1e-12, err_msg=str(i))
+
+
+def test_traced_ids_layers_and_masks_work_under_jit():
+    rng = np.random.default_rng(6)
+    z = jnp.asarray(rng.normal(size=(6, 4)))
+    p = jax.nn.softmax(z)
+    ids = jnp.asarray(np.argsort(-np.asarray(p), axis=-1)[:, :2])
+    f = jax.jit(lambda p, i: jr.gshard_load_balancing_loss(p, expert_ids=i))
+    assert float(f(p, ids)) == pytest.approx(float(jr.gshard_load_balancing_loss(p, expert_ids=ids)), rel=1e-6)
+    assert float(f(p, ids)) == pytest.approx(float(f(p, ids[:, 0])), rel=1e-6)  # first choice only
+    g = jax.jit(lambda p, i: jr.switch_load_balancing_loss(p, top_k=2, expert_ids=i))
+    assert float(g(p, ids)) == pytest.approx(float(jr.switch_load_balancing_loss(p, top_k=2)), rel=1e-6)
+    h = jax.jit(lambda a, b, m: jr.hf_load_balancing_loss([a, b], 2, attention_mask=m))
+    m = jnp.array([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    assert float(h(z, 2 * z, m)) == pytest.approx(
+        npr.hf_load_balancing_loss([np.asarray(z), 2 * np.asarray(z)], 2, attention_mask=np.asarray(m)), rel=1e-5)
+    s = jax.nn.sigmoid(z)[None]
+    d = jax.jit(lambda s, i: jr.deepseek_balance_loss(s, 2, expert_ids=i))
+    sids = jax.lax.top_k(s, 2)[1]
+    assert float(d(s, sids)) == pytest.approx(float(jr.deepseek_balance_loss(s, 2)), rel=1e-6)
+    assert float(d(s, sids[0])) == pytest.approx(float(d(s, sids)), rel=1e-6)  # (seq_len, k) for one sequence
+
+
+def test_top_k_passed_as_a_traced_argument_is_refused():
+    z = jnp.zeros((4, 3))
+    with pytest.raises(TypeError, match="`top_k` must be a static Python int"):
+        jax.jit(lambda x, k: jr.switch_load_balancing_loss(x, top_k=k, from_logits=True))(z, 2)
+    f = jax.jit(lambda x, k: jr.switch_load_balancing_loss(x, top_k=k, from_logits=True), static_argnums=1)
+    assert float(f(z, 2)) == pytest.approx(1.0)

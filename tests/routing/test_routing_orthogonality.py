@@ -179,3 +179,20 @@ def test_dso_is_twice_so_minus_constant(x64):
     # W W^T and W^T W share non-zero eigenvalues: DSO = 2 SO - (E - d) for E >= d
     W = rand_w(7, 7, 3)
     assert float(dso_penalty(W)) == pytest.approx(2 * float(so_penalty(W)) - 4)
+
+
+def test_orthogonalize_argument_checks():
+    # issue 16: a zero row with normalize=True trained on NaN; flags and the temperature pair unchecked
+    with pytest.raises(ValueError, match="row 1 of `W` is zero"):
+        orthogonalize(np.array([[1.0, 0.0], [0.0, 0.0]]), "so", steps=2)
+    with pytest.raises(TypeError, match="`normalize` must be True or False"):
+        orthogonalize(np.eye(2), "so", steps=2, normalize="yes")
+    with pytest.raises(TypeError, match="`progress` must be True or False"):
+        orthogonalize(np.eye(2), "so", steps=2, progress=1)
+    with pytest.raises(ValueError, match="`mc_temperature` must be None or a pair"):
+        orthogonalize(np.eye(2), "mc", steps=2, mc_temperature=(0.1, 0.01, 0.001))
+    with pytest.raises(ValueError, match="mc_temperature"):
+        orthogonalize(np.eye(2), "mc", steps=2, mc_temperature=(0.1, 0.0))
+    # the recorded coherence needs every direction, so a zero row is refused up front either way
+    with pytest.raises(ValueError, match="row 1 of `W` is zero.*records the mutual coherence"):
+        orthogonalize(np.array([[1.0, 0.0], [0.0, 0.0]]), "so", steps=2, normalize=False, restarts=1)
