@@ -44,6 +44,10 @@ class Dataset:
     name: str
     n_classes: int
 
+    def __repr__(self) -> str:
+        return (f"Dataset(name={self.name!r}, n={len(self)}, image_shape={tuple(self.images.shape[1:])}, "
+                f"n_classes={self.n_classes})")
+
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 

@@ -41,6 +41,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from infomoe._repr import dataclass_repr, short_value
 from infomoe._validate import check_base, check_choice, check_positive_int, log_base, unit_name
 from infomoe.logs._manifest import LayerSpec, Manifest
 
@@ -112,6 +113,9 @@ class CountSpec:
     label_buckets: int = 1024
     max_set_alphabet: int = 1 << 18
     router_probs: bool = True
+
+    def __repr__(self) -> str:
+        return dataclass_repr(self)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, *, layers=None, token_buckets: int = 2048,
@@ -232,6 +236,9 @@ class LogTables:
     logit_tokens: np.ndarray
     token_ids_folded: int = 0
     labels_folded: int = 0
+
+    def __repr__(self) -> str:
+        return dataclass_repr(self)
 
     @classmethod
     def zeros(cls, spec: CountSpec) -> "LogTables":
@@ -626,6 +633,11 @@ class LogReport:
     source: str = ""
     model_id: Optional[str] = None
     warnings: tuple = ()
+
+    def __repr__(self) -> str:
+        return (f"LogReport(layers={len(self.layer_ids)}, num_tokens={self.num_tokens}, "
+                f"experts={short_value(np.unique(self.num_experts))}, estimator={self.estimator!r}, "
+                f"unit={self.unit!r}, source={short_value(self.source)}, warnings={len(self.warnings)})")
 
     def load_matrix(self) -> np.ndarray:
         """Load fractions as an ``(L, max E)`` array, NaN-padded for smaller layers."""

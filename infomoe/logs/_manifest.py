@@ -401,6 +401,14 @@ class Manifest:
     created_by: str = ""
     checksum: str = "crc32"
 
+    def __repr__(self) -> str:
+        experts = sorted({s.num_experts for s in self.layers})
+        topk = sorted({s.top_k for s in self.layers})
+        return (f"Manifest(source={self.source!r}, model_id={self.model_id!r}, layers={len(self.layers)} "
+                f"(E={experts if len(experts) > 1 else experts[0]}, k={topk if len(topk) > 1 else topk[0]}), "
+                f"tokens={self.num_tokens}, shards={len(self.shards)}, columns={sorted(self.columns)}, "
+                f"complete={self.complete})")
+
     def __post_init__(self):
         if not isinstance(self.source, str) or not self.source:
             raise TypeError(f"`source` must be a non-empty string, got {self.source!r}.")
