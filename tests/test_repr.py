@@ -45,3 +45,14 @@ def test_dataset_repr():
     from infomoe.bank._data import Dataset
     d = Dataset(np.zeros((1797, 8, 8), np.float32), np.zeros(1797, np.int64), "digits", 10)
     assert repr(d) == "Dataset(name='digits', n=1797, image_shape=(8, 8), n_classes=10)"
+
+
+def test_routing_result_reprs_stay_short():
+    from infomoe import routing as R
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(32, 16))
+    X = rng.normal(size=(2000, 16))
+    for result in (R.best_subset(W, X[:50], 2), R.omp(W, X, 3), R.posterior_summary(rng.dirichlet(np.ones(8), 5000), 2),
+                   R.sparse_tokens(W, 2000, 3, seed=0) if hasattr(R, "sparse_tokens") else None):
+        if result is not None:
+            assert len(repr(result)) < 400, repr(result)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infomoe._repr import dataclass_repr
 from infomoe._validate import as_float_array, check_choice, check_positive_int
 from infomoe.routing._coherence import mutual_coherence, normalize_rows, welch_bound
 from infomoe.routing._subset import best_subset, omp, recovery_rate, thresholding
@@ -78,6 +79,8 @@ class CoherenceBarrier:
     omp_threshold : float
         ``1 / (2k - 1)``: below it OMP provably recovers every support.
     """
+
+    __repr__ = dataclass_repr  # arrays as shape and range: one short line
 
     coherence: np.ndarray
     recovery: dict

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infomoe._repr import dataclass_repr
 from infomoe._validate import as_float_array, check_choice, check_positive_float, check_positive_int
 from infomoe.routing._checks import check_array, check_flag, check_nonzero_rows, check_scalar
 
@@ -249,6 +250,8 @@ class OrthogonalizeResult:
         Final mutual coherence of every restart (entry 0: the run started from
         ``W`` itself); ``None`` when not recorded.
     """
+
+    __repr__ = dataclass_repr  # arrays as shape and range: one short line
 
     weights: np.ndarray
     coherence: np.ndarray

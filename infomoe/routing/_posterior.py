@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infomoe._validate import (as_float_array, as_labels, as_probability_rows, check_base,
-                               check_positive_int)
+from infomoe._repr import dataclass_repr
+from infomoe._validate import as_float_array, as_labels, as_probability_rows, check_base, check_positive_int
 
 __all__ = [
     "router_probabilities",
@@ -466,6 +466,8 @@ class RoutingPosterior:
         Logarithm base of every entropy above.
     unit : str
     """
+
+    __repr__ = dataclass_repr  # arrays as shape and range: one short line
 
     k: int
     sparse_error: float

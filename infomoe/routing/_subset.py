@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infomoe._repr import dataclass_repr
 from infomoe._validate import as_float_array, check_choice, check_positive_int
 from infomoe.routing._coherence import babel, normalize_rows
 
@@ -48,6 +49,8 @@ class SubsetSelection:
         Subsets evaluated per token (search effort; ``k`` for the greedy
         methods, ``C(E, k)`` for enumeration).
     """
+
+    __repr__ = dataclass_repr  # arrays as shape and range: one short line
 
     support: np.ndarray
     coefficients: np.ndarray

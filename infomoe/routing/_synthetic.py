@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infomoe._repr import dataclass_repr
 from infomoe._validate import as_float_array, check_positive_float, check_positive_int
 from infomoe.routing._checks import check_flag
 from infomoe.routing._coherence import mutual_coherence, normalize_rows, welch_bound
@@ -172,6 +173,8 @@ class SparseTokens:
     coefficients : ndarray, shape (n_tokens, k)
         ``c_t`` on the unit-normalised experts, in support order.
     """
+
+    __repr__ = dataclass_repr  # arrays as shape and range: one short line
 
     tokens: np.ndarray
     support: np.ndarray
