@@ -152,7 +152,7 @@ def rate_distortion_sharded(distortion, betas, *, p_x=None, tol: Optional[float]
         _check_betas,
         _check_distortion,
         _check_solver_options,
-        _precision,
+        _jax_context,
         _prepare,
         _rd_result,
         rate_distortion,
@@ -183,7 +183,7 @@ def rate_distortion_sharded(distortion, betas, *, p_x=None, tol: Optional[float]
     ddb, pwb = _blocks(dd, pw, Lp, B, dt)
 
     mesh = Mesh(np.asarray(devs, dtype=object).reshape(nb, ns), ("beta", "sample"))
-    with _precision(dt):
+    with _jax_context(dt):
         ddj = jax.device_put(ddb, NamedSharding(mesh, P(None, "sample", None)))
         pwj = jax.device_put(pwb, NamedSharding(mesh, P(None, "sample")))
         bj = jax.device_put(bp.astype(dt), NamedSharding(mesh, P("beta")))

@@ -8,12 +8,12 @@ chooses the precision and device, and packages the results.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from infomoe._entropy import _span
 from infomoe._validate import (
     as_float_array,
     as_probability_rows,
@@ -40,11 +40,23 @@ _DEFAULT_TOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}
 _BLOCK_ELEMENTS = 1 << 22
 #: the kernels exp(-beta d) for all slopes are kept in memory when they take at most this many bytes
 _CACHE_BYTES = 1 << 29
+#: environment variable that turns infomoe's persistent JAX compilation cache off (``0``/``false``/``no``/``off``)
+JAX_CACHE_ENV = "INFOMOE_JAX_CACHE"
+#: problems with at most this many (compressed) samples all share one compiled solver
+_MIN_ROWS = 256
 
 
 # ---------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------
+
+def _span(a) -> str:
+    """:func:`infomoe._entropy._span`, imported on use (``_entropy`` imports scipy.special,
+    which a solve does not need: a third of a second off the first call of a new process)."""
+    from infomoe._entropy import _span as span
+
+    return span(a)
+
 
 def _converged_text(converged) -> str:
     """``True`` when every point converged, else ``"k/n"``."""
@@ -247,6 +259,81 @@ def _precision(dt: np.dtype):
     return contextlib.nullcontext()
 
 
+def jax_cache_dir() -> Optional[str]:
+    """Folder of infomoe's persistent JAX compilation cache, or ``None`` when it is off.
+
+    ``<default_cache_dir()>/jax``, i.e. ``$INFOMOE_CACHE/jax`` if that
+    variable is set, else ``$XDG_CACHE_HOME/infomoe/jax`` or
+    ``~/.cache/infomoe/jax``.  Setting ``INFOMOE_JAX_CACHE=0`` (or
+    ``false``, ``no``, ``off``) turns the cache off.
+
+    Returns
+    -------
+    str or None
+    """
+    if os.environ.get(JAX_CACHE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    from infomoe.bank._experts import default_cache_dir
+
+    return os.path.join(default_cache_dir(), "jax")
+
+
+def _usable_dir(path: str) -> bool:
+    """Whether ``path`` is (or can be made) a writable folder; a cache that cannot be
+    written is skipped silently rather than warned about on every compilation."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+@contextlib.contextmanager
+def _compilation_cache():
+    """Context in which JAX's persistent compilation cache writes to :func:`jax_cache_dir`.
+
+    The first solve in a new process then loads its compiled program from
+    disk instead of compiling it again (compiling the solver takes seconds).
+    Nothing is changed when the user configured JAX's cache themselves
+    (``jax_compilation_cache_dir`` set, e.g. by ``JAX_COMPILATION_CACHE_DIR``
+    or ``jax.config.update``), disabled it (``jax_enable_compilation_cache``
+    false), or set ``INFOMOE_JAX_CACHE=0``.  Otherwise the cache folder and
+    a compile-time threshold of 0 s (every program of the solve is stored,
+    whatever the speed of the machine) hold inside the context only; on
+    exit both are restored and JAX's cache is reset to its uninitialised
+    state, so the user's own programs are never written to infomoe's folder
+    and a cache the user configures later still takes effect.  A folder
+    that cannot be created or written is skipped (no cache, no warning).
+    """
+    import jax
+
+    path = jax_cache_dir()
+    cfg = jax.config
+    if (path is None or cfg.jax_compilation_cache_dir is not None
+            or not cfg.jax_enable_compilation_cache or not _usable_dir(path)):
+        yield
+        return
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    min_time = cfg.jax_persistent_cache_min_compile_time_secs
+    cc.reset_cache()
+    cfg.update("jax_compilation_cache_dir", path)
+    cfg.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    try:
+        yield
+    finally:
+        cfg.update("jax_compilation_cache_dir", None)
+        cfg.update("jax_persistent_cache_min_compile_time_secs", min_time)
+        cc.reset_cache()
+
+
+@contextlib.contextmanager
+def _jax_context(dt: np.dtype):
+    """:func:`_compilation_cache` and :func:`_precision` together."""
+    with _compilation_cache(), _precision(dt):
+        yield
+
+
 def _check_tol(tol, dt) -> float:
     if tol is None:
         return _DEFAULT_TOL[dt]
@@ -326,27 +413,49 @@ def _prepare(d: np.ndarray, p: np.ndarray, compress: bool):
     return dd, p, d_floor
 
 
+def _bucket(n: int) -> int:
+    """Smallest ``m * 2**k >= n`` with ``4 <= m <= 7`` (or ``n`` itself below 8).
+
+    Four sizes per octave, each at most 25 % above ``n``: the shape buckets
+    of :func:`_blocks`.
+
+    Examples
+    --------
+    >>> [_bucket(n) for n in (5, 9, 257, 2000, 3000, 10_000)]
+    [5, 10, 320, 2048, 3072, 10240]
+    """
+    if n < 8:
+        return n
+    step = 1 << (n.bit_length() - 3)
+    return -(-n // step) * step
+
+
 def _blocks(dd: np.ndarray, p: np.ndarray, n_beta: int, block_size, dt):
     """Pad with zero-weight rows and reshape to ``[n_blocks, block, E]`` / ``[n_blocks, block]``.
 
-    With ``block_size=None`` the block holds about ``_BLOCK_ELEMENTS``
-    temporaries; when all rows fit in one block its length is rounded up
-    (<= 12.5 % padding) so that problems of similar size share a compiled
-    solver.  An explicit ``block_size`` is used as given (``min(block_size, n)``).
+    With ``block_size=None`` the shapes are bucketed, so that problems of
+    similar size share one compiled solver (in the process and in the
+    persistent compilation cache): when all rows fit in one block (of about
+    ``_BLOCK_ELEMENTS`` temporaries) its length is :func:`_bucket` of the
+    row count, at least ``_MIN_ROWS``; otherwise the block has the automatic
+    length and the number of blocks is bucketed.  Padding rows have zero
+    weight, which every pass of the solver excludes (``where(p > 0, ...)``),
+    so they change no result beyond the summation order.  An explicit
+    ``block_size`` is used as given (``min(block_size, n)``, no bucketing).
     """
     n, E = dd.shape
     if block_size is None:
         from infomoe._ba_core import N_STEPS
 
-        auto = max(256, _BLOCK_ELEMENTS // max(1, n_beta * (E + N_STEPS + 1)))
-        if n <= auto:
-            step = 1 << max(0, n.bit_length() - 4)
-            B = -(-n // step) * step
+        auto = max(_MIN_ROWS, _BLOCK_ELEMENTS // max(1, n_beta * (E + N_STEPS + 1)))
+        rows = max(_bucket(n), _MIN_ROWS)
+        if rows <= auto:
+            B, nblk = rows, 1
         else:
-            B = auto
+            B, nblk = auto, _bucket(-(-n // auto))
     else:
         B = min(block_size, n)
-    nblk = -(-n // B)
+        nblk = -(-n // B)
     pad = nblk * B - n
     if pad:
         dd = np.concatenate([dd, np.zeros((pad, E))])
@@ -486,7 +595,7 @@ def rate_distortion(distortion, betas, *, p_x=None, tol: Optional[float] = None,
     ddb, pwb = _blocks(dd, pw, b.size, block_size, dt)
     order = np.argsort(-b, kind="stable") if sweep == "warm" else np.arange(b.size)
     back = np.argsort(order, kind="stable")
-    with _precision(dt):
+    with _jax_context(dt):
         args = _put([ddb, pwb, b[order].astype(dt)], device)
         cache = ddb.size * b.size * dt.itemsize <= _CACHE_BYTES
         solve = _ba_core.rd_solve_sweep if sweep == "warm" else _ba_core.rd_solve
@@ -679,7 +788,7 @@ def channel_capacity(p_t_given_x, *, tol: Optional[float] = None, max_iter: int 
     max_iter = check_positive_int(max_iter, "max_iter")
     W = W / W.sum(axis=1, keepdims=True)
     W = W[:, W.sum(axis=0) > 0]  # outputs that never occur carry no information
-    with _precision(dt):
+    with _jax_context(dt):
         (Wj,) = _put([W.astype(dt)], device)
         p, lo, up, it = _ba_core.capacity_solve(Wj, tol * lb, max_iter)
         p, lo, up, it = np.asarray(p, np.float64), float(lo), float(up), int(it)

@@ -399,3 +399,129 @@ def test_solved_curve_repr(bernoulli):
     assert f"accuracy=[{c.accuracy.min():.4g}, 1]" in r
     r = repr(bernoulli)
     assert f"n_beta={BERN_BETAS.size}" in r and "beta=[0, inf]" in r
+
+
+# ---------------------------------------------------------------------------
+# first call of a process: persistent compilation cache and shape buckets (issue 17)
+# ---------------------------------------------------------------------------
+
+_CACHE_SCRIPT = """
+import json, os, sys
+import numpy as np
+import jax
+from infomoe import rate_distortion
+d = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 0.5], [0.3, 0.2, 0.0]])
+res = rate_distortion(d, [0.5, 4.0])
+print("RESULT " + json.dumps({"rate": res.rate.tolist(),
+                               "jax_dir": jax.config.jax_compilation_cache_dir,
+                               "min_time": jax.config.jax_persistent_cache_min_compile_time_secs}))
+"""
+
+
+def _run_fresh(env_extra):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("INFOMOE_JAX_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    env.update(env_extra)
+    proc = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def _files(path):
+    import os
+
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def test_persistent_jax_cache_is_used_restored_and_can_be_turned_off(tmp_path):
+    """Fresh processes: the compiled solver is written under $INFOMOE_CACHE/jax and
+    read back; JAX's own configuration is as before after the call;
+    INFOMOE_JAX_CACHE=0 writes nothing; a cache the user configured is left alone."""
+    ours = tmp_path / "infomoe"
+    first = _run_fresh({"INFOMOE_CACHE": str(ours)})
+    files = _files(ours / "jax")
+    assert any(f.startswith("jit_rd_solve") for f in files), files
+    assert first["jax_dir"] is None and first["min_time"] == 1.0  # restored after the call
+    again = _run_fresh({"INFOMOE_CACHE": str(ours)})  # loads from the cache: same numbers
+    assert again["rate"] == first["rate"] and _files(ours / "jax") == files
+
+    off = tmp_path / "off"
+    res = _run_fresh({"INFOMOE_CACHE": str(off), "INFOMOE_JAX_CACHE": "0"})
+    assert _files(off / "jax") == [] and res["rate"] == first["rate"]
+
+    user = tmp_path / "user_jax"
+    mine = tmp_path / "unused"
+    res = _run_fresh({"INFOMOE_CACHE": str(mine), "JAX_COMPILATION_CACHE_DIR": str(user)})
+    assert _files(mine / "jax") == [] and res["jax_dir"] == str(user)
+    assert res["rate"] == first["rate"]
+
+
+def test_jax_cache_dir_follows_infomoe_cache(monkeypatch, tmp_path):
+    import os
+
+    from infomoe._blahut_arimoto import jax_cache_dir
+
+    monkeypatch.setenv("INFOMOE_CACHE", str(tmp_path))
+    monkeypatch.delenv("INFOMOE_JAX_CACHE", raising=False)
+    assert jax_cache_dir() == os.path.join(str(tmp_path), "jax")
+    for off in ("0", "false", "OFF", " no "):
+        monkeypatch.setenv("INFOMOE_JAX_CACHE", off)
+        assert jax_cache_dir() is None
+    monkeypatch.setenv("INFOMOE_JAX_CACHE", "1")
+    assert jax_cache_dir() == os.path.join(str(tmp_path), "jax")
+    from infomoe._blahut_arimoto import _usable_dir
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert _usable_dir(str(tmp_path / "new" / "jax")) and not _usable_dir(str(blocker / "jax"))
+
+
+def test_shape_buckets_share_one_program():
+    from infomoe._blahut_arimoto import _blocks, _bucket
+
+    for n in range(1, 3000):
+        b = _bucket(n)
+        assert n <= b <= 1.25 * n
+    shapes = {_blocks(np.zeros((n, 4)), np.full(n, 1.0 / n), 5, None, np.float64)[0].shape
+              for n in range(1, 257)}
+    assert shapes == {(1, 256, 4)}  # every small problem: one compiled solver
+    assert _blocks(np.zeros((1900, 4)), np.ones(1900), 5, None, np.float64)[0].shape == (1, 2048, 4)
+    assert _blocks(np.zeros((2000, 4)), np.ones(2000), 5, None, np.float64)[0].shape == (1, 2048, 4)
+
+
+@pytest.mark.parametrize("n, E, blocks", [(37, 5, False), (300, 8, False), (700, 6, True)])
+def test_padding_rows_change_no_result(monkeypatch, n, E, blocks):
+    """Bucketed (zero-weight padded) and unpadded solves agree to 1e-12 (the
+    summation order differs, nothing else), use the same iterations, and the
+    certificates stay valid bounds (checked in numpy at the returned marginal)."""
+    from infomoe import _blahut_arimoto as ba
+
+    if blocks:  # several blocks, the block count bucketed (700 rows / 256 -> 3 blocks)
+        monkeypatch.setattr(ba, "_BLOCK_ELEMENTS", 256 * 4 * (E + 9))
+    rng = np.random.default_rng(n)
+    d = rng.random((n, E)) * (rng.random((n, E)) < 0.7)
+    p = rng.random(n)
+    p /= p.sum()
+    b = [0.3, 2.0, 15.0, np.inf]
+    dd, pw, _ = ba._prepare(d, p, True)
+    ddb, _ = ba._blocks(dd, pw, len(b), None, np.float64)
+    assert ddb.shape[0] * ddb.shape[1] > dd.shape[0]  # really padded
+    padded = rate_distortion(d, b, p_x=p)
+    plain = rate_distortion(d, b, p_x=p, block_size=dd.shape[0])
+    for f in ("rate", "distortion", "certificate", "q_t"):
+        np.testing.assert_allclose(getattr(padded, f), getattr(plain, f), rtol=0, atol=1e-12,
+                                   err_msg=f)
+    np.testing.assert_array_equal(padded.iterations, plain.iterations)
+    np.testing.assert_array_equal(padded.converged, plain.converged)
+    assert padded.converged.all()
+    for k, beta in enumerate(b[:-1]):  # the certificate of the returned marginal, in numpy
+        A = np.exp(-beta * (d - d.min(axis=1, keepdims=True)))
+        c = A.T @ (p / (A @ padded.q_t[k]))
+        assert np.log2(c.max()) <= padded.tol + 1e-10
