@@ -40,9 +40,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import numba
 import numpy as np
-from numba import njit
 
 from infomoe import _counting as C
 from infomoe._validate import check_same_length
@@ -90,7 +88,7 @@ def _wraps_by_row(logs, nlogs, kx: int, ky: int):
     return start, cells[order]
 
 
-@njit(nogil=True, cache=True)
+@C.kernel
 def _row_terms(tables, start, cells, ky, r0, r1, xlogx, col, row):
     """``sum_a (sum_b c ln c - n_a ln n_a)`` over rows ``r0 <= a < r1``.
 
@@ -187,7 +185,7 @@ def _fused_nats(x, y, z, kz: int, kx: int, ky: int, names) -> float:
     n = x.shape[0]
     rows_total = kz * kx
     m = rows_total * ky
-    nt = numba.get_num_threads() if m <= C._MAX_THREAD_TABLE_BYTES else 1
+    nt = C._num_threads() if m <= C._MAX_THREAD_TABLE_BYTES else 1
     uz = None if z is None else np.uint64(kz)
     with C._zeroed_tables(nt, m) as tables:
         logs, nlogs, bad = C._scatter_private(x, y, np.uint64(kx), np.uint64(ky), tables, z, uz)

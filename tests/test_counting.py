@@ -394,3 +394,67 @@ def test_inferred_size_same_below_and_above_the_kernel_threshold(monkeypatch):
     assert calls == [200_000] * 3            # x, y, bad: only with the low limit
     np.testing.assert_array_equal(results[0], results[1])
     assert results[0].shape == (x.max() + 1, y.max() + 1)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.uint64, np.int8, np.bool_])
+def test_short_inputs_numpy_route_equals_the_kernels(dtype, monkeypatch):
+    # below _MIN_PARALLEL unweighted pairs are counted with np.add.at; the
+    # kernels (forced by lowering the limit) must give the very same table
+    rng = np.random.default_rng(7)
+    hi = 2 if dtype == np.bool_ else 50
+    x = rng.integers(0, hi, 5000).astype(dtype)
+    y = rng.integers(0, 2 if dtype == np.bool_ else 9, 5000).astype(dtype)
+    short = contingency(x, y), label_counts(x), contingency(x, y, kx=300, ky=20)
+    monkeypatch.setattr(_counting, "_MIN_PARALLEL", 1)
+    kernels = contingency(x, y), label_counts(x), contingency(x, y, kx=300, ky=20)
+    for a, b in zip(short, kernels):
+        assert a.dtype == b.dtype == np.int64
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(short[0], hist2d(x.astype(int), y.astype(int), *short[0].shape))
+
+
+@pytest.mark.parametrize("x, y, kw, match", [
+    (np.array([0, 3, -1], np.int16), np.array([0, 0, 0], np.int16), {}, "`x` has negative label -1 at index 2"),
+    (np.array([0, 1, 2], np.uint64), np.array([0, 5, 0], np.uint64), {"ky": 5},
+     "`y` has label 5 at index 1, but `ky`=5"),
+    (np.array([0, 2**63 + 5, 1], np.uint64), np.array([0, 0, 0], np.uint64), {"kx": 4},
+     "`x` has label 9223372036854775813 at index 1"),
+])
+def test_short_inputs_numpy_route_errors(x, y, kw, match, monkeypatch):
+    # the same messages from the numpy route and (limit lowered) the kernels
+    for limit in (_counting._MIN_PARALLEL, 1):
+        monkeypatch.setattr(_counting, "_MIN_PARALLEL", limit)
+        with pytest.raises(ValueError, match=match):
+            contingency(x, y, **kw)
+
+
+def test_short_inputs_never_import_numba():
+    # counting short inputs (and their MI) in a new process loads no numba:
+    # importing it and its first kernel cost 0.4-0.5 s (benchmarks/bench_cold.py)
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, infomoe\n"
+            "x = np.arange(5000) % 37; y = np.arange(5000) % 5\n"
+            "infomoe.contingency(x, y); infomoe.label_counts(x, k=40)\n"
+            "infomoe.contingency(iter([(x, y), (x[:10], y[:10])]))\n"
+            "float(infomoe.mutual_information(x, y)); float(infomoe.entropy(infomoe.label_counts(y)))\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    # ... while a long input does use the kernels
+    code = ("import sys, numpy as np, infomoe\n"
+            "x = np.arange(100_000) % 37\n"
+            "infomoe.label_counts(x)\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_lazy_kernel_forwards_the_dispatcher():
+    k = _counting._scatter_direct
+    assert k.__name__ == "_scatter_direct" and "Add 1" in k.__doc__
+    out = np.zeros(6, np.int64)
+    assert k(np.array([0, 1, 9]), np.array([2, 0, 0]), 0, 3, np.uint64(2), np.uint64(3), out) == 1
+    np.testing.assert_array_equal(out, [0, 0, 1, 1, 0, 0])
+    assert k.signatures and k.py_func.__name__ == "_scatter_direct"
+    assert k.dispatcher() is k.dispatcher()
