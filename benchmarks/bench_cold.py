@@ -22,6 +22,8 @@ Cases (add one by appending a :class:`Case` to ``CASES``):
 
 * ``numba-mi``: ``infomoe.mutual_information(x, y)`` of 1e6 ``int64`` pairs
   (1,000 x 64 labels), targets 0.5 s warm and 3 s cold.
+* ``mi-short``: the same for 1e4 pairs (no target; short inputs are
+  counted with numpy and load nothing of numba).
 * ``numba-floor``: ``import numba, scipy.special`` and one trivial
   ``@njit(cache=True)`` kernel loaded from (warm) or compiled into (cold) the
   cache: numba's own fixed cost (its import and the initialisation of its CPU
@@ -98,6 +100,11 @@ CASES = [
          "print('infomoe from ' + infomoe.__file__)",
          _numba_cache, target_warm=0.5, target_cold=3.0,
          note="first mutual_information of 1e6 int64 pairs (1,000 x 64), lazy imports included"),
+    Case("mi-short", _MI_SETUP.replace("1_000_000", "10_000"),
+         "import infomoe\nvalue = float(infomoe.mutual_information(x, y))\n"
+         "print('infomoe from ' + infomoe.__file__)",
+         _numba_cache,
+         note="first mutual_information of 1e4 int64 pairs (counted with numpy: no numba at all)"),
     Case("numba-floor", "import numpy as np\nx = np.arange(10)",
          "import scipy.special\nimport floor_kernel\nvalue = int(floor_kernel.total(x))",
          _numba_cache,
