@@ -44,6 +44,8 @@ _CACHE_BYTES = 1 << 29
 JAX_CACHE_ENV = "INFOMOE_JAX_CACHE"
 #: problems with at most this many (compressed) samples all share one compiled solver
 _MIN_ROWS = 256
+#: channel_capacity uses projected Newton (an N x N Hessian) up to this many inputs, Arimoto above
+_NEWTON_INPUTS = 256
 
 
 # ---------------------------------------------------------------------------
@@ -204,7 +206,8 @@ class CapacityResult:
     converged : bool
         ``certificate <= tol``.
     iterations : int
-        Iterations used.
+        Iterations used (projected-Newton iterations up to 256 inputs,
+        accelerated Arimoto steps above).
     base : float
         Logarithm base.
     unit : str
@@ -727,7 +730,7 @@ def accuracy_rate_curve(losses, *, betas=None, p_x=None, base: float = 2,
 
 def channel_capacity(p_t_given_x, *, tol: Optional[float] = None, max_iter: int = 10_000,
                      base: float = 2, dtype=None, device=None) -> CapacityResult:
-    """Capacity ``C = max_{p(x)} I(X;T)`` of a discrete channel (Arimoto 1972, JAX).
+    """Capacity ``C = max_{p(x)} I(X;T)`` of a discrete channel (projected Newton / Arimoto, JAX).
 
     Parameters
     ----------
@@ -752,19 +755,36 @@ def channel_capacity(p_t_given_x, *, tol: Optional[float] = None, max_iter: int 
 
     Notes
     -----
-    Arimoto's update ``p'(x) ∝ p(x) exp(D_x)`` with
-    ``D_x = D(p(.|x) || sum_x' p(x') p(.|x'))`` never decreases
-    ``I = sum_x p(x) D_x``, and ``I <= C <= max_x D_x`` (Arimoto 1972,
-    Theorem 1; Gallager's bound).  Each step here also tries the longer
-    step ``p(x) exp(mu D_x)`` (the natural-gradient acceleration of Matz and
-    Duhamel 2004), keeps whichever gives the larger ``I`` and adapts
-    ``mu``; the iteration stops when the gap ``max_x D_x - I <= tol``.
-    Memory is ``O(n_inputs * n_outputs)``, independent of the iteration.
+    With ``D_x = D(p(.|x) || sum_x' p(x') p(.|x'))``, ``I = sum_x p(x) D_x``
+    and ``I <= C <= max_x D_x`` for every input distribution (Arimoto 1972,
+    Theorem 1; Gallager's bound); the iteration stops when the gap
+    ``max_x D_x - I <= tol``, which is the returned ``certificate``.
+
+    Up to 256 inputs the solver is the projected Newton method of
+    :func:`rate_distortion` (Bertsekas 1982) applied to ``-I`` on the input
+    simplex: ε-active inputs (tiny weight and ``D_x < I``) are sent to 0,
+    the free inputs take the Newton step of the quadratic model under
+    ``sum p = 1`` (Hessian ``sum_t p(t|x) p(t|x') / p_T(t)``, with an
+    adaptive ridge), and each iteration evaluates eight step lengths along
+    the projection arc plus one Arimoto step, keeping the best acceptable
+    point, so ``I`` never decreases.  Near-duplicate channel rows make ``I``
+    nearly flat along the direction that moves weight between them;
+    Arimoto's first-order update then needs up to ~10^5 steps when the
+    optimal weight of such a row is near 0, while the Newton step
+    certifies ``1e-9`` bits in tens of iterations.  Above 256 inputs (an
+    ``N x N`` Hessian per iteration would dominate) each step is Arimoto's
+    update ``p'(x) ∝ p(x) exp(D_x)`` together with the longer step
+    ``p(x) exp(mu D_x)`` (the natural-gradient acceleration of Matz and
+    Duhamel 2004), keeping the better one and adapting ``mu``.  Memory is
+    ``O(N^2 + N M)`` (Newton) or ``O(N M)`` (Arimoto) for ``N`` inputs and
+    ``M`` outputs, independent of the iteration.
 
     References
     ----------
     S. Arimoto, "An algorithm for computing the capacity of arbitrary
     discrete memoryless channels", IEEE Trans. IT 18(1), 1972 (Theorem 1).
+    D. P. Bertsekas, "Projected Newton methods for optimization problems with
+    simple constraints", SIAM J. Control Optim. 20(2), 1982.
     G. Matz and P. Duhamel, "Information geometric formulation and
     interpretation of accelerated Blahut-Arimoto-type algorithms", ITW 2004.
 
@@ -790,7 +810,8 @@ def channel_capacity(p_t_given_x, *, tol: Optional[float] = None, max_iter: int 
     W = W[:, W.sum(axis=0) > 0]  # outputs that never occur carry no information
     with _jax_context(dt):
         (Wj,) = _put([W.astype(dt)], device)
-        p, lo, up, it = _ba_core.capacity_solve(Wj, tol * lb, max_iter)
+        p, lo, up, it = _ba_core.capacity_solve(Wj, tol * lb, max_iter,
+                                                newton=W.shape[0] <= _NEWTON_INPUTS)
         p, lo, up, it = np.asarray(p, np.float64), float(lo), float(up), int(it)
     lo_u, up_u = max(lo, 0.0) / lb, max(up, 0.0) / lb
     gap = max(up_u - lo_u, 0.0)
