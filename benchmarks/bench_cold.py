@@ -28,6 +28,15 @@ Cases (add one by appending a :class:`Case` to ``CASES``):
   ``@njit(cache=True)`` kernel loaded from (warm) or compiled into (cold) the
   cache: numba's own fixed cost (its import and the initialisation of its CPU
   target on the first kernel).
+* ``jax-curve``: ``infomoe.accuracy_rate_curve(losses)`` of 2,000 x 16
+  random 0/1 losses (the default 64 slopes + ``inf``), targets 1.5 s warm and
+  3 s cold; the cache is infomoe's persistent JAX compilation cache
+  (``$INFOMOE_CACHE/jax``).
+* ``jax-capacity``: ``infomoe.channel_capacity`` of a 4 x 3 channel with two
+  near-duplicate rows (no target).
+* ``jax-floor``: ``import jax`` and one trivial jitted function loaded from
+  (warm) or compiled into (cold) JAX's own persistent cache: JAX's fixed cost
+  in a new process.
 
 Usage::
 
@@ -94,6 +103,28 @@ x = rng.integers(0, 1000, 1_000_000)
 y = rng.integers(0, 64, 1_000_000)
 """
 
+def _jax_cache(d: str) -> dict:
+    return {"INFOMOE_CACHE": d, "INFOMOE_JAX_CACHE": "1"}
+
+
+def _jax_own_cache(d: str) -> dict:
+    return {"JAX_COMPILATION_CACHE_DIR": d, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+_CURVE_SETUP = """
+import numpy as np
+rng = np.random.default_rng(0)
+d = (rng.random((2000, 16)) < rng.uniform(0.2, 0.6, 16)).astype(np.float64)
+"""
+
+_CAPACITY_SETUP = """
+import numpy as np
+rng = np.random.default_rng(1)
+W = rng.dirichlet(np.ones(3), size=4)
+W[3] = np.abs(W[2] + rng.uniform(-1e-3, 1e-3, 3))
+W[3] /= W[3].sum()
+"""
+
 CASES = [
     Case("numba-mi", _MI_SETUP,
          "import infomoe\nvalue = float(infomoe.mutual_information(x, y))\n"
@@ -120,6 +151,22 @@ CASES = [
                      s += v
                  return s
              """)}),
+    Case("jax-curve", _CURVE_SETUP,
+         "import infomoe\nc = infomoe.accuracy_rate_curve(d)\nvalue = float(c.rate_at_d_min)\n"
+         "print('infomoe from ' + infomoe.__file__)",
+         _jax_cache, target_warm=1.5, target_cold=3.0,
+         note="first accuracy_rate_curve of 2,000 x 16 random 0/1 losses (65 slopes), "
+              "infomoe's persistent JAX cache in $INFOMOE_CACHE/jax"),
+    Case("jax-capacity", _CAPACITY_SETUP,
+         "import infomoe\nvalue = infomoe.channel_capacity(W).capacity\n"
+         "print('infomoe from ' + infomoe.__file__)",
+         _jax_cache,
+         note="first channel_capacity of a 4 x 3 channel with two near-duplicate rows"),
+    Case("jax-floor", "import numpy as np\nx = np.arange(10.0)",
+         "import jax\nvalue = float(jax.jit(lambda v: (v * v).sum())(x))",
+         _jax_own_cache,
+         note="import jax and one trivial jitted function through JAX's own persistent cache: "
+              "JAX's fixed cost in a new process"),
 ]
 
 _RUNNER = """
