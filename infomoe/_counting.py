@@ -33,9 +33,10 @@ Design of the kernel (measured on a 2-core machine, see
   to evaluate the plug-in mutual information without the ``int64`` table.
 * When the table is large relative to the input (fewer than 1/8 sample per
   cell), zeroing and summing the small tables would cost more than it saves,
-  so one thread counts directly into the result.  Unweighted inputs shorter
-  than 65,536 samples are counted with numpy (``np.add.at``, same counts),
-  weighted ones by one kernel thread (waking the pool costs more).
+  so one thread counts directly into the result.  Inputs shorter than
+  65,536 samples are counted by one thread (waking the pool costs more), or,
+  unweighted and while numba is not loaded yet, with numpy (``np.add.at``,
+  the same counts; see ``_NUMPY_SHORT_CALLS``).
 * numba itself is imported only when a kernel first runs (see "numba,
   imported on first use" below), so counting short inputs never loads it.
 * Weighted counting adds ``float64`` weights: with threads, thread 0 adds into
@@ -122,6 +123,23 @@ _WRAP = 256
 
 _KERNEL_LOCK = threading.Lock()
 
+#: True once any kernel of this module (or of :mod:`infomoe._plugin_labels`)
+#: has been made in this process: numba's start-up is then paid.
+_KERNELS_LOADED = False
+
+#: Short unweighted inputs (fewer than :data:`_MIN_PARALLEL` pairs) are
+#: counted with numpy while no kernel is loaded, for at most this many calls
+#: per process; then, or as soon as a kernel is loaded for another reason, the
+#: kernels count them.  A rent-or-buy rule: ``np.add.at`` costs up to ~0.1 ms
+#: more per call than the kernels (measured 0.13-0.25 ms against 0.09 ms for
+#: 5e4 pairs into 100 x 8), numba's start-up 0.4-0.5 s once, so a process
+#: with few short calls never loads numba and one with many pays at most
+#: about the start-up twice.  The counts are exact integers on either route,
+#: so results never depend on which one ran.
+_NUMPY_SHORT_CALLS = 2000
+
+_short_calls = 0
+
 
 def _num_threads() -> int:
     """:func:`numba.get_num_threads` (imports numba)."""
@@ -156,9 +174,11 @@ class _LazyKernel:
             with _KERNEL_LOCK:
                 d = self._dispatcher
                 if d is None:
+                    global _KERNELS_LOADED
                     from numba import njit
 
                     d = self._dispatcher = njit(nogil=True, cache=True)(self.py_func)
+                    _KERNELS_LOADED = True
         return d
 
     def __call__(self, *args):
@@ -592,7 +612,7 @@ def _count_into(out2d: np.ndarray, x, y, w, names, where: str = "") -> None:
     kx, ky = out2d.shape
     flat = out2d.reshape(-1)  # a view: out2d is C-contiguous
     n = x.shape[0]
-    if w is None and n < _MIN_PARALLEL:
+    if w is None and n < _MIN_PARALLEL and _numpy_for_short():
         _count_numpy(x, y, kx, ky, flat, names, where)
         return
     ukx, uky = np.uint64(kx), np.uint64(ky)
@@ -618,15 +638,25 @@ def _count_into(out2d: np.ndarray, x, y, w, names, where: str = "") -> None:
         _raise_for_bad_pairs(x, y, kx, ky, names, where)
 
 
+def _numpy_for_short() -> bool:
+    """Whether this short unweighted input is counted with numpy (see
+    :data:`_NUMPY_SHORT_CALLS`)."""
+    global _short_calls
+    if _KERNELS_LOADED:
+        return False
+    _short_calls += 1  # unlocked: an approximate count across threads is enough
+    return _short_calls <= _NUMPY_SHORT_CALLS
+
+
 def _count_numpy(x, y, kx: int, ky: int, flat: np.ndarray, names, where: str = "") -> None:
     """Unweighted counting of a short input (fewer than :data:`_MIN_PARALLEL`
     pairs) with numpy, into the flat ``int64`` table ``flat``.
 
     The counts are the kernels' (exact integers), and nothing of numba is
     imported or loaded: a first call on a short input in a new process costs
-    no 0.4-0.5 s of numba start-up.  ``np.add.at`` measured 1.0-1.6x the
-    numba kernels' time for 100 to 65,535 pairs (5-250 us; ``np.bincount``
-    needs a ``kx * ky`` temporary, 4-8x slower for large tables).
+    no 0.4-0.5 s of numba start-up.  ``np.add.at`` measured 1-3x the numba
+    kernels' time for 100 to 65,535 pairs (5-250 us; ``np.bincount`` needs a
+    ``kx * ky`` temporary, 4-8x slower for large tables).
     """
     if x.shape[0] == 0:
         return

@@ -396,10 +396,36 @@ def test_inferred_size_same_below_and_above_the_kernel_threshold(monkeypatch):
     assert results[0].shape == (x.max() + 1, y.max() + 1)
 
 
+def _numpy_route(monkeypatch):
+    """Make short inputs take the numpy route, as in a process without kernels."""
+    monkeypatch.setattr(_counting, "_KERNELS_LOADED", False)
+    monkeypatch.setattr(_counting, "_short_calls", 0)
+
+
+def test_short_inputs_switch_to_the_kernels(monkeypatch):
+    # numpy for at most _NUMPY_SHORT_CALLS short calls, never once a kernel is loaded
+    _numpy_route(monkeypatch)
+    monkeypatch.setattr(_counting, "_NUMPY_SHORT_CALLS", 3)
+    used = []
+    real = _counting._count_numpy
+    monkeypatch.setattr(_counting, "_count_numpy", lambda *a: used.append(1) or real(*a))
+    x = np.arange(1000) % 7
+    tables = [label_counts(x) for _ in range(5)]
+    assert len(used) == 3
+    for t in tables:
+        np.testing.assert_array_equal(t, np.bincount(x))
+    _numpy_route(monkeypatch)
+    monkeypatch.setattr(_counting, "_KERNELS_LOADED", True)  # e.g. a long input ran before
+    label_counts(x)
+    assert len(used) == 3
+
+
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.uint64, np.int8, np.bool_])
 def test_short_inputs_numpy_route_equals_the_kernels(dtype, monkeypatch):
-    # below _MIN_PARALLEL unweighted pairs are counted with np.add.at; the
-    # kernels (forced by lowering the limit) must give the very same table
+    # below _MIN_PARALLEL unweighted pairs are counted with np.add.at while no
+    # kernel is loaded; the kernels (forced by lowering the limit) must give
+    # the very same table
+    _numpy_route(monkeypatch)
     rng = np.random.default_rng(7)
     hi = 2 if dtype == np.bool_ else 50
     x = rng.integers(0, hi, 5000).astype(dtype)
@@ -422,6 +448,7 @@ def test_short_inputs_numpy_route_equals_the_kernels(dtype, monkeypatch):
 ])
 def test_short_inputs_numpy_route_errors(x, y, kw, match, monkeypatch):
     # the same messages from the numpy route and (limit lowered) the kernels
+    _numpy_route(monkeypatch)
     for limit in (_counting._MIN_PARALLEL, 1):
         monkeypatch.setattr(_counting, "_MIN_PARALLEL", limit)
         with pytest.raises(ValueError, match=match):
