@@ -173,7 +173,9 @@ def srip_penalty(W, *, normalize: bool = False, n_iter: int = 20):
     Notes
     -----
     ``M = W W^T - I`` is symmetric, so ``sigma_max(M) = max |lambda(M)|``.  From
-    a fixed start ``v_0 = 1/sqrt(E)``: ``v <- M v / ||M v||``, then
+    a fixed generic start ``v_0 ∝ cos(1, ..., E) + 1.5`` (normalised; a
+    constant start could be orthogonal to the top eigenvector of a symmetric
+    layout): ``v <- M v / ||M v||``, then
     ``sigma = ||M v||``; gradients flow through the iterations.
 
     References
