@@ -232,32 +232,40 @@ def test_empty_and_garbled_npy_headers_are_shard_errors(tmp_path):
             open_log(path).read()
 
 
+_FORK_SCRIPT = """
+import os, sys, time
+import numpy as np
+from infomoe.logs import LayerSpec, LogWriter, open_log
+path = sys.argv[1]
+w = LogWriter(path, source="t", layers=[LayerSpec(0, 2, 1)])
+r, wfd = os.pipe()
+pid = os.fork()
+if pid == 0:                       # child: outlives the parent's writer, like a DataLoader worker
+    try:
+        os.close(r)
+        try:
+            w.append(np.zeros((1, 1, 1), np.int64))
+            msg = b"wrote"
+        except RuntimeError as exc:
+            msg = b"refused" if "forked" in str(exc) else b"other"
+        os.write(wfd, msg)
+        time.sleep(3)
+    finally:
+        os._exit(0)
+os.close(wfd)
+print(os.read(r, 16).decode())
+w.close()
+with LogWriter(path, source="t", layers=[LayerSpec(0, 2, 1)], resume=True) as w2:   # the child still lives
+    w2.append(np.ones((1, 1, 1), np.int64))
+os.waitpid(pid, 0)
+print(open_log(path).num_tokens)
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_forked_child_does_not_keep_the_log_locked(tmp_path):
-    w = LogWriter(tmp_path / "log", source="t", layers=[LayerSpec(0, 2, 1)])
-    r, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                                   # child: outlives the parent's writer
-        try:
-            os.close(r)
-            try:
-                w.append(np.zeros((1, 1, 1), np.int64))
-                msg = b"wrote"
-            except RuntimeError as exc:
-                msg = b"refused" if b"forked" in str(exc).encode() else b"other"
-            os.write(wfd, msg)
-            os.close(wfd)
-            import time
-            time.sleep(3)
-        finally:
-            os._exit(0)
-    os.close(wfd)
-    assert os.read(r, 16) == b"refused"
-    os.close(r)
-    w.close()
-    try:
-        with LogWriter(tmp_path / "log", source="t", layers=[LayerSpec(0, 2, 1)], resume=True) as w2:
-            w2.append(np.ones((1, 1, 1), np.int64))
-    finally:
-        os.waitpid(pid, 0)
-    assert open_log(tmp_path / "log").num_tokens == 1
+    # in a fresh interpreter: forking the test process itself (JAX and numba threads) could deadlock
+    out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, str(tmp_path / "log")], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["refused", "1"]
