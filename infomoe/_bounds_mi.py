@@ -250,10 +250,6 @@ def loss_pattern_labels(losses) -> np.ndarray:
     ``I(W; Z_i) = I(W; Lambda_i)``: these labels are a sufficient statistic
     for :func:`individual_sample_mi`.
 
-    References
-    ----------
-    None (a data-processing identity).
-
     Examples
     --------
     >>> loss_pattern_labels([[0, 1], [1, 1], [0, 1]]).tolist()

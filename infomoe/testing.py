@@ -120,10 +120,6 @@ def assert_gap_below_bound(train_losses, test_losses, bound, *, confidence_level
     to tell, so use it for loose bounds and large samples.  With
     ``two_sided`` the mirror-image check against ``-bound`` is added.
 
-    References
-    ----------
-    None (a one-sided test built on a Student-t interval).
-
     Examples
     --------
     >>> g = assert_gap_below_bound([0, 0, 0, 1], [0, 1, 0, 0, 1, 0], bound=0.5)
@@ -197,10 +193,6 @@ def assert_mi_close(estimate, expected, *, n_std=3.0, std=None, atol=0.0, unit=N
     ValueError
         When there is no standard error and ``atol`` is 0 (nothing to compare
         with), or inputs are invalid.
-
-    References
-    ----------
-    None.
 
     Examples
     --------
@@ -287,10 +279,6 @@ def assert_bound_holds(gaps, bounds, *, delta=0.0, confidence_level=0.95, bound_
     A valid bound with failure probability ``delta`` produces at most
     ``Binomial(R, delta)`` violations, so the check fails for it with
     probability at most ``1 - confidence_level``.
-
-    References
-    ----------
-    None (a one-sided exact binomial test).
 
     Examples
     --------

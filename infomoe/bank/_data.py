@@ -363,10 +363,6 @@ def split_dataset(data: Dataset, *, n_bank: Optional[int] = None, n_pool: Option
     One random permutation of the indices is cut into three consecutive
     blocks, so the parts are disjoint by construction.
 
-    References
-    ----------
-    None; a standard hold-out split.
-
     Examples
     --------
     >>> from infomoe.bank import load_digits, split_dataset

@@ -520,10 +520,6 @@ def write_results(result: BankResult, out_dir="results", *, figures: bool = True
         ``{"json": path, "bounds": path, "accuracy_rate": path}`` (figures
         only when written).
 
-    References
-    ----------
-    None.
-
     Examples
     --------
     >>> from infomoe.bank import write_results  # doctest: +SKIP

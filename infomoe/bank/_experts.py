@@ -89,10 +89,6 @@ def default_specs(n_experts: int = 25, *, seed: int = 0, n_classes: int = 10) ->
     different digits, so the choice among them depends on the training set
     (selection matters) and routing each input to the right expert pays off.
 
-    References
-    ----------
-    None (a design choice of this reproduction; Paper B's bank is not public).
-
     Examples
     --------
     >>> from infomoe.bank import default_specs

@@ -49,10 +49,6 @@ def draw_training_sets(n_pool: int, m: int, n_sets: int, *, seed: int = 0,
     pool element is still marginally uniform, so ``E_S L_S(w)`` equals the pool
     risk either way.
 
-    References
-    ----------
-    None; standard resampling.
-
     Examples
     --------
     >>> from infomoe.bank import draw_training_sets
@@ -90,10 +86,6 @@ def empirical_risks(losses, sets) -> np.ndarray:
     -----
     Computed as ``C @ losses / m`` with ``C`` the (M, n_pool) count matrix
     of the sets, so repeated indices count with multiplicity.
-
-    References
-    ----------
-    None; a definition.
 
     Examples
     --------
@@ -193,10 +185,6 @@ def sample_selection(q, *, seed: Optional[int] = 0) -> np.ndarray:
     -------
     ndarray of shape (M,), int64
         ``W_j ~ q(.|S_j)``, drawn by inverting the cumulative sums.
-
-    References
-    ----------
-    None; inverse-CDF sampling.
 
     Examples
     --------

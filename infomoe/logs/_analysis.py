@@ -510,10 +510,6 @@ def count_shard(shard: dict, *, spec: CountSpec) -> LogTables:
     Each table is counted with :func:`infomoe.contingency` /
     :func:`infomoe.label_counts`, so memory is one chunk plus the tables.
 
-    References
-    ----------
-    None: this is counting.
-
     Examples
     --------
     >>> import numpy as np

@@ -115,10 +115,6 @@ def count_shard_for_path(path, shard: int, *, spec, columns: Sequence[str] = (),
     -----
     Pure: the result depends only on the shard's bytes, so a task that is
     re-run after a worker failure returns the same tables.
-
-    References
-    ----------
-    None: this is counting.
     """
     from infomoe.logs._analysis import LogTables, count_shard
     from infomoe.logs._manifest import ShardError
@@ -210,10 +206,6 @@ def local_cluster(n_workers: Optional[int] = None):
     here keeps the other variables (``OMP_NUM_THREADS=1``...) and leaves
     the malloc ones out; on your own cluster, drop
     ``MALLOC_TRIM_THRESHOLD_`` from that configuration key.
-
-    References
-    ----------
-    None (glibc ``mallopt(3)`` documents the interaction).
     """
     import dask
     from distributed import LocalCluster
@@ -388,10 +380,6 @@ def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
     Tasks carry ``(path, shard index, spec)``, never data, and return
     tables whose size does not grow with the log.  The reduction tree has
     depth ``ceil(log_fan_in(shards))``.
-
-    References
-    ----------
-    None: this is counting.
     """
     from distributed import as_completed
 

@@ -103,10 +103,6 @@ def load_heatmap(report_or_counts, *, relative: bool = True, cmap=None, ax=None)
     fraction.  Layers with fewer experts than the widest are padded with grey
     (masked) cells; a layer with no load is grey.
 
-    References
-    ----------
-    None.
-
     Examples
     --------
     >>> import numpy as np

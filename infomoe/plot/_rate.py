@@ -39,10 +39,6 @@ def accuracy_rate(curve, *, ax=None, kind: str = "auto", label: str = "D(R) (Bla
     ``base=2``).  The points are the convex clean-up of the solver's points
     (see :func:`infomoe.accuracy_rate_curve`).
 
-    References
-    ----------
-    None (a figure of :func:`infomoe.accuracy_rate_curve`).
-
     Examples
     --------
     >>> import numpy as np

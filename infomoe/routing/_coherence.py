@@ -42,10 +42,6 @@ def normalize_rows(W, *, name: str = "W") -> np.ndarray:
     ValueError
         If a row is zero (its direction is undefined).
 
-    References
-    ----------
-    None: a standard normalisation.
-
     Examples
     --------
     >>> normalize_rows([[3.0, 4.0]])
@@ -73,10 +69,6 @@ def gram_matrix(W) -> np.ndarray:
     -------
     ndarray, shape (experts, experts)
         ``G_ij = <w_i, w_j> / (||w_i|| ||w_j||)``; unit diagonal.
-
-    References
-    ----------
-    None: a definition.
 
     Examples
     --------

@@ -59,10 +59,6 @@ def router_probabilities(x, *, from_logits: bool = False, name: str = "probs") -
     ``softmax(z)_i = exp(z_i - max z) / sum_j exp(z_j - max z)``; subtracting the
     maximum keeps logits of any size finite.
 
-    References
-    ----------
-    None: a standard numerical identity.
-
     Examples
     --------
     >>> router_probabilities([[0.0, 0.0], [1000.0, 0.0]], from_logits=True).round(3)
@@ -119,10 +115,6 @@ def topk_support(probs, k: int, *, from_logits: bool = False) -> np.ndarray:
     -----
     By :func:`sparse_posterior_error` this is the support of the best
     ``k``-sparse approximation of ``p`` in reverse KL.
-
-    References
-    ----------
-    None: the definition of top-k routing.
 
     Examples
     --------

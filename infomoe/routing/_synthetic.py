@@ -105,10 +105,6 @@ def coherent_dictionary(n_experts: int, dim: int, coherence: float, *, base=None
     ``mu(t) -> 1``, and ``t`` is found by bisection.  Larger ``t`` makes all
     experts look alike: the regime where greedy routing fails.
 
-    References
-    ----------
-    None: a construction for this library.
-
     Examples
     --------
     >>> from infomoe.routing import mutual_coherence
@@ -200,10 +196,6 @@ def sparse_tokens(W, n_tokens: int, k: int, *, coef_range=(1.0, 2.0), random_sig
     Returns
     -------
     SparseTokens
-
-    References
-    ----------
-    None: the standard synthetic model of sparse recovery experiments.
 
     Examples
     --------
