@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 __all__ = [
+    "reject_masked",
     "as_float_array",
     "as_labels",
     "as_counts",
@@ -39,12 +40,24 @@ def _describe(x) -> str:
     return f"array of shape {a.shape} and dtype {a.dtype}"
 
 
+def reject_masked(x, name: str) -> None:
+    """Refuse a :class:`numpy.ma.MaskedArray`: ``np.asarray`` would silently drop
+    its mask and count the masked entries as data."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"`{name}` is a numpy masked array; masks are not supported (the masked entries "
+            f"would be counted as data). Drop the masked samples first, e.g. "
+            f"`{name}.compressed()` for one array, or index every paired array with "
+            f"`~np.ma.getmaskarray({name})`.")
+
+
 def as_float_array(x, name: str, *, ndim: Optional[int | Sequence[int]] = None,
                    min_ndim: Optional[int] = None, allow_empty: bool = False,
                    finite: bool = True, dtype=np.float64) -> np.ndarray:
     """Return ``x`` as a float array after checking type, shape and finiteness."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"`{name}` must be an array of numbers, got {type(x).__name__}.")
+    reject_masked(x, name)
     try:
         a = np.asarray(x)
     except Exception as exc:  # pragma: no cover - exotic objects
@@ -78,6 +91,7 @@ def as_labels(x, name: str, *, allow_empty: bool = False) -> np.ndarray:
     """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"`{name}` must be an array of integer labels, got {type(x).__name__}.")
+    reject_masked(x, name)
     a = np.asarray(x)
     if a.ndim != 1:
         raise ValueError(f"`{name}` must be 1-D (one label per sample), got {_describe(a)}.")

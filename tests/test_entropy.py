@@ -156,37 +156,119 @@ def test_dirichlet_moments_match_monte_carlo():
         assert s[0] - m[0] ** 2 == pytest.approx(h.var(), rel=0.02)
 
 
-def _nsb_quad(c, k):
-    """NSB posterior mean (nats) by scipy.integrate.quad, one term per bin."""
-    c = np.concatenate([c, np.zeros(k - c.size)]).astype(float)
-    n = c.sum()
+def _nsb_mp(c, k, dps=30):
+    """NSB posterior mean and standard deviation (nats) by mpmath quadrature over
+    x = log alpha on the whole real line (no truncation of alpha), from the
+    textbook formulas: evidence from log-Gamma functions, prior
+    K psi_1(K a + 1) - psi_1(a + 1), E[H|a] and E[H^2|a] of Wolpert & Wolf (1995)."""
+    import mpmath as mp
 
-    def log_w(x):
-        a = math.exp(x)
-        return (special.gammaln(k * a) - special.gammaln(n + k * a)
-                + np.sum(special.gammaln(c + a) - special.gammaln(a))
-                + math.log(k * special.polygamma(1, k * a + 1) - special.polygamma(1, a + 1)) + x)
+    with mp.workdps(dps):
+        c = np.asarray(c)
+        vals, mult = np.unique(c[c > 0], return_counts=True)
+        vals = [mp.mpf(int(v)) for v in vals]
+        mult = [int(m) for m in mult]
+        z0 = k - sum(mult)
+        if z0:
+            vals, mult = [mp.mpf(0)] + vals, [z0] + mult
+        K, N = mp.mpf(k), sum(m * v for v, m in zip(vals, mult))
 
-    def mean_h(x):
-        a = math.exp(x)
-        big = n + k * a
-        return special.digamma(big + 1) - np.sum((c + a) * special.digamma(c + a + 1)) / big
+        def prior(a):  # K psi_1(Ka+1) - psi_1(a+1): ~1/(2a^2), digits to spare at a ~ 1e35
+            with mp.workdps(dps + 100):
+                a = mp.mpf(a)
+                return +(K * mp.psi(1, K * a + 1) - mp.psi(1, a + 1))
 
-    xs = np.linspace(math.log(1e-8 / k), math.log(1e8 / k), 3000)
-    lw = np.array([log_w(x) for x in xs])
-    top, xm = lw.max(), xs[lw.argmax()]
-    z = integrate.quad(lambda x: math.exp(log_w(x) - top), xs[0], xs[-1], points=[xm], limit=400)[0]
-    m = integrate.quad(lambda x: math.exp(log_w(x) - top) * mean_h(x), xs[0], xs[-1],
-                       points=[xm], limit=400)[0]
-    return m / z
+        def parts(x):
+            with mp.workdps(dps + 80):  # E[H^2|a] cancels ~ 2 log10(a) digits at large a
+                return [+v for v in parts_hp(mp.mpf(x))]
+
+        def parts_hp(x):
+            a = mp.exp(x)
+            ev = (mp.loggamma(K * a) - mp.loggamma(N + K * a)
+                  + sum(m * (mp.loggamma(v + a) - mp.loggamma(a)) for v, m in zip(vals, mult)))
+            w = mp.exp(ev + N * mp.log(K)) * prior(a) * a
+            A = N + K * a
+            al = [v + a for v in vals]
+            mean = mp.psi(0, A + 1) - sum(m * q * mp.psi(0, q + 1) for q, m in zip(al, mult)) / A
+            u = [mp.psi(0, q + 1) - mp.psi(0, A + 2) for q in al]
+            s1 = sum(m * q * uu for q, uu, m in zip(al, u, mult))
+            t1 = mp.psi(1, A + 2)
+            off = (s1 ** 2 - sum(m * q * q * uu * uu for q, uu, m in zip(al, u, mult))
+                   - t1 * (A * A - sum(m * q * q for q, m in zip(al, mult))))
+            diag = sum(m * q * (q + 1) * ((mp.psi(0, q + 2) - mp.psi(0, A + 2)) ** 2
+                                         + mp.psi(1, q + 2) - t1) for q, m in zip(al, mult))
+            return w, mean, (off + diag) / (A * (A + 1))
+
+        cache = {}
+
+        def f(x):
+            if x not in cache:
+                cache[x] = parts(x)
+            return cache[x]
+
+        def logw(x):
+            with mp.workdps(dps + 80):
+                return +logw_hp(mp.mpf(x))
+
+        def logw_hp(x):
+            a = mp.exp(x)
+            return (mp.loggamma(K * a) - mp.loggamma(N + K * a) + N * mp.log(K)
+                    + sum(m * (mp.loggamma(v + a) - mp.loggamma(a)) for v, m in zip(vals, mult))
+                    + mp.log(prior(a) * a))
+
+        lk = float(mp.log(K))
+        scan = np.linspace(-lk - 70.0, 70.0 + math.log1p(float(N)), 281)
+        lw = np.array([float(logw(mp.mpf(x))) for x in scan])
+        inside = np.flatnonzero(lw > lw.max() - 70.0)
+        lo, hi = scan[max(inside[0] - 1, 0)], scan[min(inside[-1] + 1, scan.size - 1)]
+        pts = [mp.mpf(v) for v in np.linspace(lo, hi, 25)]
+        z = mp.quad(lambda x: f(x)[0], pts)
+        m1 = mp.quad(lambda x: f(x)[0] * f(x)[1], pts) / z
+        m2 = mp.quad(lambda x: f(x)[0] * f(x)[2], pts) / z
+        return float(m1), float(mp.sqrt(m2 - m1 * m1))
 
 
-@pytest.mark.parametrize("k,n", [(2, 3), (10, 5), (100, 30), (1000, 200), (64, 5000)])
+@pytest.mark.parametrize("k,n", [(2, 3), (10, 5), (40, 12)])
 def test_nsb_matches_quadrature(k, n):
     rng = np.random.default_rng(k + n)
     c = rng.multinomial(n, rng.dirichlet(np.ones(k) * 0.5))
-    ours = float(entropy(c, estimator="nsb", base=math.e))
-    assert ours == pytest.approx(_nsb_quad(c[c > 0], k), abs=1e-8)
+    ours = entropy(c, estimator="nsb", base=math.e)
+    mean, std = _nsb_mp(c, k)
+    assert float(ours) == pytest.approx(mean, rel=1e-11)
+    assert ours.std == pytest.approx(std, rel=1e-9)
+
+
+@pytest.mark.parametrize("k", [10, 10**6, 10**9, 10**12, 10**15])
+def test_nsb_one_sample_is_exactly_half_log_k(k):
+    # with N = 1 the evidence is constant in alpha: the posterior is the flat prior on
+    # xi = E[H|alpha] over [0, ln K], and the posterior mean is exactly ln(K)/2.  Before
+    # the fix the integral stopped at alpha = 1e8/K: k=1e9 gave 9.4222 (exact 10.3616).
+    e = entropy([1], estimator="nsb", k=k, base=math.e)
+    assert float(e) == pytest.approx(math.log(k) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("c,k", [([1], 10**15), ([2, 1], 10**12), ([1, 1, 1], 10**9)])
+def test_nsb_large_alphabet_matches_mpmath(c, k):
+    e = entropy(c, estimator="nsb", k=k, base=math.e)
+    mean, std = _nsb_mp(np.array(c), k)
+    assert float(e) == pytest.approx(mean, rel=1e-11)
+    assert e.std == pytest.approx(std, rel=1e-9)
+
+
+def test_nsb_huge_counts_no_index_error():
+    # was IndexError: the log-weights of counts ~1e18 lost every digit
+    e = entropy([1e18, 1e18, 1], estimator="nsb")
+    assert float(e) == pytest.approx(1.0, abs=1e-12)
+    assert 0 <= e.std < 1e-12
+
+
+def test_nsb_std_keeps_digits_when_tiny():
+    # Var = E[H^2] - E[H]^2 lost every digit below ~1e-7 H; now computed without cancellation
+    c = np.full(50, 10**7)
+    e = entropy(c, estimator="nsb", base=math.e)
+    mean, std = _nsb_mp(c, 50, dps=40)
+    assert float(e) == pytest.approx(mean, rel=1e-12)
+    assert e.std == pytest.approx(std, rel=1e-6)
 
 
 def test_nsb_depends_on_declared_k_and_edge_cases():
