@@ -475,8 +475,8 @@ def _platform(device) -> str:
 def _put(arrays, device):
     import jax
 
-    if device is None:
-        return [jax.numpy.asarray(a) for a in arrays]
+    # jax.device_put, not jnp.asarray: the latter compiles a small program per
+    # shape (0.1 s each on the first call of a process)
     return [jax.device_put(a, device) for a in arrays]
 
 
