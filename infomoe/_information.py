@@ -304,6 +304,18 @@ def mutual_information(x, y=None, *, estimator: str = "plugin", kx: Optional[int
     from infomoe._plugin_labels import plugin_mi_nats
 
     _check_label_options(estimator, base, weights)
+    if y is not None:
+        (xa, ya), (kx_, ky_) = _label_inputs([x, y], ["x", "y"], [kx, ky], ["kx", "ky"])
+        if _too_dense(kx_ * ky_, xa.shape[0]):  # sparse labels: never allocate the table
+            if weights is not None:
+                raise ValueError(f"`weights` with a {kx_} x {ky_} table (more than "
+                                 f"{_DENSE_MAX_CELLS} cells and than samples) is not supported; "
+                                 "relabel x and y with np.unique(..., return_inverse=True).")
+            value, var = _sparse_estimate([xa, ya], [kx_, ky_], _MI_GROUPS, estimator)
+            return _result(np.array([value]), None if var is None else np.array([var]),
+                           V.check_base(base), estimator, np.array([float(xa.shape[0])]),
+                           (kx_, ky_), ())
+        x, y, kx, ky = xa, ya, kx_, ky_
     if y is not None and weights is None and estimator == "plugin":
         fused = plugin_mi_nats(x, y, kx, ky)  # None: not worth it, use the table
         if fused is not None:
@@ -463,18 +475,20 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
     >>> float(conditional_mutual_information(x, x ^ z, z))  # Y = X xor Z
     1.0
     """
-    from infomoe._counting import _contingency_zxy, _label_array, contingency
+    from infomoe._counting import _contingency_zxy, contingency
 
     _check_label_options(estimator, base, weights)
-    xa = _label_array(x, "x")
-    ya = _label_array(y, "y")
-    za = _label_array(z, "z")
-    V.check_same_length(xa, ya, "x", "y")
-    V.check_same_length(xa, za, "x", "z")
-    kx_ = _alphabet(xa, kx, "x", "kx")
-    ky_ = _alphabet(ya, ky, "y", "ky")
-    kz_ = _alphabet(za, kz, "z", "kz")
+    (xa, ya, za), (kx_, ky_, kz_) = _label_inputs([x, y, z], ["x", "y", "z"], [kx, ky, kz],
+                                                  ["kx", "ky", "kz"])
     n = xa.shape[0]
+    if _too_dense(kz_ * kx_ * ky_, n):  # sparse labels: never allocate the table
+        if weights is not None:
+            raise ValueError(f"`weights` with a {kz_} x {kx_} x {ky_} table (more than "
+                             f"{_DENSE_MAX_CELLS} cells and than samples) is not supported; "
+                             "relabel x, y and z with np.unique(..., return_inverse=True).")
+        value, var = _sparse_estimate([za, xa, ya], [kz_, kx_, ky_], _CMI_GROUPS, estimator)
+        return _result(np.array([value]), None if var is None else np.array([var]),
+                       V.check_base(base), estimator, np.array([float(n)]), (kz_, kx_, ky_), ())
     w = None if weights is None else V.as_weights(weights, "weights", n)
     if w is None and estimator == "plugin":
         from infomoe._plugin_labels import plugin_cmi_nats
@@ -497,6 +511,125 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
     table = contingency(chunks(), kx=kz_ * kx_, ky=ky_).reshape(kz_, kx_, ky_)
     return conditional_mutual_information_table(table, estimator=estimator, base=base,
                                                 weighted=w is not None)
+
+
+# --------------------------------------------------------------------------
+# sparse labels: cells counted by sorting, never a dense table
+
+#: A dense table with more cells than this (and than samples) is not allocated: the
+#: labels are counted by sorting instead (2**25 cells = 256 MiB of int64).
+_DENSE_MAX_CELLS = 1 << 25
+
+_MI_GROUPS = [(1, (0,)), (1, (1,)), (-1, (0, 1))]
+_CMI_GROUPS = [(1, (0, 1)), (1, (0, 2)), (-1, (0, 1, 2)), (-1, (0,))]
+
+
+def _too_dense(cells: int, n: int) -> bool:
+    return cells > _DENSE_MAX_CELLS and cells > n
+
+
+def _combine_keys(cols, sizes):
+    """One int64 key per row of several rank columns (np.unique over rows when the
+    product of the sizes would overflow)."""
+    if math.prod(sizes) < (1 << 62):
+        key = np.asarray(cols[0], dtype=np.int64).copy()
+        for c, s in zip(cols[1:], sizes[1:]):
+            key *= s
+            key += c
+        return key
+    return np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _cells(arrays):
+    """Observed cells of the joint of label ``arrays``: per-cell ranks (m, d), counts (m,)."""
+    ranks, sizes = [], []
+    for a in arrays:
+        u, inv = np.unique(a, return_inverse=True)
+        ranks.append(inv.reshape(-1).astype(np.int64))
+        sizes.append(int(u.size))
+    key = _combine_keys(ranks, sizes)
+    ukey, first, counts = np.unique(key, return_index=True, return_counts=True)
+    vals = np.stack([r[first] for r in ranks], axis=1)
+    return vals, counts.astype(np.float64), sizes
+
+
+def _group(vals, counts, sizes, keep):
+    """Counts of the margin on variables ``keep`` and the margin cell of each joint cell."""
+    if len(keep) == vals.shape[1]:
+        return counts, np.arange(counts.size)
+    key = _combine_keys([vals[:, i] for i in keep], [sizes[i] for i in keep])
+    _, inv = np.unique(key, return_inverse=True)
+    inv = inv.reshape(-1)
+    return np.bincount(inv, weights=counts), inv
+
+
+def _shrunk_entropy(c, n, K, lam):
+    """Plug-in entropy (nats) of lam/K + (1-lam) c/n over K bins (c: observed counts)."""
+    t = lam / K
+    return float(special.entr(t + (1.0 - lam) * c / n).sum() + (K - c.size) * special.entr(t))
+
+
+def _sparse_estimate(arrays, ks, groups, estimator: str):
+    """sum_g sign_g H(margin_g) of label arrays in nats (and the jackknife variance),
+    from the observed cells only: memory O(samples), whatever the alphabet sizes ``ks``
+    (declared or max + 1, used by NSB and James-Stein).  The plug-in is summed term by
+    term from count ratios, as the table route does."""
+    vals, counts, sizes = _cells(arrays)
+    n = float(counts.sum())
+    margins = []
+    for sign, keep in groups:
+        g, inv = _group(vals, counts, sizes, keep)
+        margins.append((sign, g, inv, float(math.prod(float(ks[i]) for i in keep))))
+    if estimator == "plugin":
+        num = np.ones_like(counts)
+        den = np.ones_like(counts)
+        for sign, g, inv, _ in margins:
+            if sign < 0:
+                num *= g[inv]
+            else:
+                den *= g[inv]
+        ratio = num / den * n ** float(sum(s for s, *_ in margins))
+        return float(_clip_rounding(np.array([(counts * np.log(ratio)).sum() / n]))[0]), None
+    if estimator == "james_stein":
+        joint = [m for m in margins if m[1] is counts]
+        k_joint = float(math.prod(float(k) for k in ks))
+        lam = float(_james_stein_lambda_sparse(counts, n, k_joint))
+        value = sum(sign * _shrunk_entropy(g, n, K, lam) for sign, g, _, K in margins)
+        del joint
+        return value, None
+    value = 0.0
+    e = np.zeros_like(counts) if estimator == "jackknife" else None
+    for sign, g, inv, K in margins:
+        h, _ = _entropy_nats(g[None, :], K, estimator)
+        value += sign * float(h[0])
+        if e is not None:
+            e += sign * _jackknife_d(g[inv])
+    var = None
+    if e is not None:
+        p = counts / n
+        ebar = (p * e).sum()
+        var = float((p * (e - ebar) ** 2).sum() / (n - 1.0))
+    return value, var
+
+
+def _james_stein_lambda_sparse(c, n, K):
+    """James-Stein shrinkage intensity of observed counts ``c`` over ``K`` bins."""
+    return _james_stein_lambda(c[None, :], np.array([n]), K)[0]
+
+
+def _label_inputs(arrays, names, ks, knames):
+    """Checked label arrays (masks refused) and their alphabet sizes."""
+    from infomoe._counting import _label_array
+
+    out, sizes = [], []
+    for a, name, k, kname in zip(arrays, names, ks, knames):
+        V.reject_masked(a, name)
+        la = _label_array(a, name)
+        if out:
+            V.check_same_length(out[0], la, names[0], name)
+        out.append(la)
+        sizes.append(_alphabet(la, k, name, kname))
+    return out, sizes
 
 
 # --------------------------------------------------------------------------

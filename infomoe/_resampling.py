@@ -109,7 +109,16 @@ def _table(x, y, kx, ky):
                             "(x, y) chunks as `x` alone.")
         t = contingency(x, kx=kx, ky=ky)
     else:
-        t = contingency(x, y, kx=kx, ky=ky)
+        from infomoe._information import _DENSE_MAX_CELLS, _label_inputs, _too_dense
+
+        (xa, ya), (kx_, ky_) = _label_inputs([x, y], ["x", "y"], [kx, ky], ["kx", "ky"])
+        if _too_dense(kx_ * ky_, xa.shape[0]):  # checked before anything is allocated
+            raise ValueError(
+                f"the {kx_} x {ky_} contingency table of `x` and `y` has {kx_ * ky_} cells, more "
+                f"than {_DENSE_MAX_CELLS} and than the {xa.shape[0]} samples; resampling needs "
+                "the dense table. Relabel the observed values first: "
+                "x = np.unique(x, return_inverse=True)[1] (and the same for y).")
+        t = contingency(xa, ya, kx=kx_, ky=ky_)
     t = np.asarray(t)
     if t.dtype.kind == "f":
         raise ValueError("resampling needs integer counts; weighted chunks are not supported.")
