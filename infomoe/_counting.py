@@ -817,10 +817,6 @@ def label_counts(x, *, k: Optional[int] = None, weights=None) -> np.ndarray:
     Counting runs in a parallel numba kernel (see the module docstring);
     integer counts are exact ``int64`` whatever the sample count.
 
-    References
-    ----------
-    None: this is plain counting.
-
     Examples
     --------
     >>> import numpy as np
@@ -878,10 +874,6 @@ def contingency(x, y=None, *, kx: Optional[int] = None, ky: Optional[int] = None
     overflow past ``2**31`` samples.  The kernel uses every numba thread
     (:func:`numba.set_num_threads`) and gives the same counts for any
     thread count; the module docstring explains how.
-
-    References
-    ----------
-    None: this is plain counting.
 
     Examples
     --------

@@ -2,7 +2,7 @@
 
 NumPy functions for analysis are imported here directly.  Everything that
 needs JAX (the orthogonality regularisers, :func:`orthogonalize`, and the
-differentiable losses in :mod:`infomoe.routing.jax`) loads lazily, so
+differentiable losses in :mod:`infomoe.routing.jax_losses`) loads lazily, so
 ``import infomoe.routing`` does not import JAX.
 """
 
@@ -70,7 +70,7 @@ __all__ = sorted([
     "routing_ambiguity", "routing_information", "sparse_posterior_error", "sparse_posterior_regret",
     "sparse_tokens", "support_recovery", "switch_load_balancing_loss", "thresholding", "topk_support",
     "welch_bound",
-] + list(_LAZY) + ["jax"])
+] + list(_LAZY) + ["jax_losses"])
 
 
 def __getattr__(name: str):
@@ -78,8 +78,8 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    if name == "jax":
-        module = importlib.import_module("infomoe.routing.jax")
+    if name in ("jax_losses", "jax"):  # "jax": deprecated alias, warns on import
+        module = importlib.import_module(f"infomoe.routing.{name}")
         globals()[name] = module
         return module
     raise AttributeError(f"module 'infomoe.routing' has no attribute {name!r}")

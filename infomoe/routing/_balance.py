@@ -13,7 +13,7 @@ so that a value read from a training log can be recomputed and compared:
 
 plus the auxiliary-loss-free bias update of DeepSeek-V3 and its max-violation
 measure.  JAX-differentiable twins with the same names live in
-:mod:`infomoe.routing.jax`.
+:mod:`infomoe.routing.jax_losses`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import jax.numpy as jnp  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 import infomoe.routing as npr  # noqa: E402
-import infomoe.routing.jax as jr  # noqa: E402
+import infomoe.routing.jax_losses as jr  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +90,15 @@ def test_jit_compatible():
     ref = (npr.switch_load_balancing_loss(np.asarray(z), top_k=2, from_logits=True)
            + npr.router_z_loss(np.asarray(z)) + npr.hf_load_balancing_loss(np.asarray(z), 2))
     assert float(f(z)) == pytest.approx(ref, rel=1e-12)
+
+
+def test_jax_losses_is_the_module_and_the_old_name_warns():
+    import importlib
+    import sys
+
+    import infomoe.routing as R
+    assert R.jax_losses.switch_load_balancing_loss is jr.switch_load_balancing_loss
+    sys.modules.pop("infomoe.routing.jax", None)
+    with pytest.warns(DeprecationWarning, match="jax_losses"):
+        old = importlib.import_module("infomoe.routing.jax")
+    assert old.switch_load_balancing_loss is jr.switch_load_balancing_loss

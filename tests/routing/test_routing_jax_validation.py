@@ -1,6 +1,6 @@
 """Bad input to the JAX-backed routing functions ends in our own ValueError/TypeError.
 
-Issue 16: a fuzzing run found that ``infomoe.routing.jax`` and the
+Issue 16: a fuzzing run found that ``infomoe.routing.jax_losses`` and the
 orthogonality penalties returned numbers (0.375 for negative probabilities,
 NaN for NaN logits or ``temperature=0``, a division by zero for ``top_k=0``)
 for bad input.  Here a seeded generator builds bad calls of every such
@@ -18,7 +18,7 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 import infomoe.routing as npr  # noqa: E402
-import infomoe.routing.jax as jr  # noqa: E402
+import infomoe.routing.jax_losses as jr  # noqa: E402
 
 PENALTY_NAMES = ("so_penalty", "dso_penalty", "mc_penalty", "srip_penalty")
 

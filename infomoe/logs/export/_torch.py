@@ -363,10 +363,6 @@ class RoutingRecorder:
     checkpointing) are not recorded; their number is
     :attr:`num_ignored_calls`.
 
-    References
-    ----------
-    None: an engineering utility.
-
     Examples
     --------
     >>> import torch
