@@ -23,42 +23,15 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from infomoe.logs._writer import _to_numpy
+
 __all__ = ["find_leaves", "routing_from_intermediates", "router_indices_to_ids", "router_mask_to_ids",
            "write_intermediates"]
 
 _FIRST_INT = re.compile(r"(?:^|/)(?:[A-Za-z_]*?_)?(\d+)(?:/|$)")
 
 
-def _host(x) -> np.ndarray:
-    """A host ``numpy`` array from numpy, JAX, torch (any device) or anything array-like.
 
-    CPU torch tensors and JAX arrays are shared through DLPack
-    (``np.from_dlpack``, no copy); accelerator arrays are copied to the host
-    once.  ``bfloat16``/``float16`` become ``float32`` (numpy has no bf16).
-
-    """
-    if isinstance(x, np.ndarray):
-        a = x
-    elif type(x).__module__.startswith("torch"):
-        t = x.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        if t.is_floating_point() and t.element_size() < 4:
-            t = t.float()
-        a = np.from_dlpack(t.contiguous())
-    elif hasattr(x, "__dlpack__") and hasattr(x, "devices"):  # jax.Array
-        if str(getattr(x, "dtype", "")) in ("bfloat16", "float16"):
-            x = x.astype("float32")
-        try:
-            on_cpu = all(d.platform == "cpu" for d in x.devices())
-        except Exception:  # pragma: no cover
-            on_cpu = False
-        a = np.from_dlpack(x) if on_cpu else np.asarray(x)
-    else:
-        a = np.asarray(x)
-    if a.dtype.kind == "V" or a.dtype.name in ("bfloat16", "float16"):
-        a = a.astype(np.float32)
-    return a
 
 
 def _key_str(k) -> str:
@@ -109,6 +82,10 @@ def _layer_of(path: str, fallback: int) -> int:
     return int(m.group(1)) if m else fallback
 
 
+def _as_float(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype in (np.float16, np.float32, np.float64) else a.astype(np.float32)
+
+
 def _group(tree, pattern, layer_axis) -> dict:
     if pattern is None:
         return {}
@@ -118,7 +95,7 @@ def _group(tree, pattern, layer_axis) -> dict:
                          "(print find_leaves(tree, '.') to list them).")
     out: dict = {}
     for i, (path, leaf) in enumerate(found.items()):
-        a = _host(leaf)
+        a = _to_numpy(leaf, f"intermediate {path!r}")
         if layer_axis is not None:
             a = np.moveaxis(a, layer_axis, 0)
             for j in range(a.shape[0]):
@@ -180,10 +157,9 @@ def routing_from_intermediates(tree, *, ids: Union[str, Callable], weights: Unio
         if not (np.issubdtype(v.dtype, np.integer)):
             raise TypeError(f"expert ids of layer {k} must be integers, got dtype {v.dtype}.")
         ids_d[k] = v.astype(np.int64, copy=False)
-    w_d = {k: _tokens_by_k(v, "weights").astype(np.float32, copy=False)
-           for k, v in _group(tree, weights, layer_axis).items()}
-    lg_d = {k: _tokens_by_k(v, "logits").astype(np.float32, copy=False)
-            for k, v in _group(tree, logits, layer_axis).items()}
+    # floats keep their dtype (float16 stays float16, as through write_log); anything else becomes float32
+    w_d = {k: _as_float(_tokens_by_k(v, "weights")) for k, v in _group(tree, weights, layer_axis).items()}
+    lg_d = {k: _as_float(_tokens_by_k(v, "logits")) for k, v in _group(tree, logits, layer_axis).items()}
     for name, d in (("weights", w_d), ("logits", lg_d)):
         if d and set(d) != set(ids_d):
             raise ValueError(f"`{name}` leaves cover layers {sorted(d)} but `ids` leaves cover {sorted(ids_d)}.")
@@ -206,7 +182,7 @@ def router_indices_to_ids(dispatch_indices, expert_capacity: int) -> np.ndarray:
     >>> router_indices_to_ids(np.array([[[[2, 0]], [[2, 1]], [[2, 2]]]]), expert_capacity=2).ravel().tolist()
     [2, 2, -1]
     """
-    a = _host(dispatch_indices)
+    a = _to_numpy(dispatch_indices, "dispatch_indices")
     if a.ndim < 2 or a.shape[-1] != 2:
         raise ValueError(f"`dispatch_indices` must have shape (..., k, 2), got {a.shape}.")
     ids = a[..., 0].astype(np.int64)
@@ -220,7 +196,7 @@ def router_mask_to_ids(dispatch_mask, top_k: int) -> np.ndarray:
     A token is sent to expert ``e`` when any capacity slot of ``e`` is set;
     experts are listed in increasing id order, unused slots are ``-1``.
     """
-    m = _host(dispatch_mask)
+    m = _to_numpy(dispatch_mask, "dispatch_mask")
     if m.ndim < 3:
         raise ValueError(f"`dispatch_mask` must have shape (..., experts, capacity), got {m.shape}.")
     sent = (m != 0).any(axis=-1).reshape(-1, m.shape[-2])

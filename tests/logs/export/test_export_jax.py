@@ -153,3 +153,19 @@ def test_write_log_takes_jax_and_torch_arrays(tmp_path):
     for d in (a, b):
         np.testing.assert_array_equal(d["expert_ids"][1], ids[:, 1])
         np.testing.assert_array_equal(d["gate_weights"][0], w[:, 0])
+
+
+def test_float16_weights_are_stored_alike_by_write_log_and_write_intermediates(tmp_path):
+    # one host-array conversion: float16 stays float16 on both paths (it became float32 through one)
+    from infomoe.logs import open_log, write_log
+    from infomoe.logs.export import write_intermediates
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 4, (6, 2))
+    w = rng.random((6, 2)).astype(np.float16)
+    tree = {"layers_0": {"router": {"ids": ids, "weights": w}}}
+    write_intermediates(tmp_path / "a", tree, ids="ids", weights="weights", num_experts=4)
+    write_log(tmp_path / "b", ids[:, None, :], gate_weights=w[:, None, :], num_experts=4)
+    a, b = open_log(tmp_path / "a").read(), open_log(tmp_path / "b").read()
+    assert a["gate_weights"][0].dtype == b["gate_weights"][0].dtype == np.float16
+    np.testing.assert_array_equal(a["gate_weights"][0], b["gate_weights"][0])
