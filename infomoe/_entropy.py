@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -18,11 +19,22 @@ from scipy import special
 
 from infomoe import _validate as V
 
-__all__ = ["Estimate", "ESTIMATORS", "entropy", "shannon_entropy"]
+__all__ = ["Estimate", "ESTIMATORS", "entropy", "shannon_entropy", "EstimatorWarning",
+           "UndersampledWarning"]
 
 #: Names accepted by ``estimator=`` in :func:`entropy` and the MI functions.
 ESTIMATORS = ("plugin", "miller_madow", "jackknife", "chao_shen", "nsb", "grassberger",
               "james_stein")
+
+
+class EstimatorWarning(UserWarning):
+    """A warning about the reliability of an infomoe estimate (filter it with
+    ``warnings.simplefilter("ignore", infomoe.EstimatorWarning)``)."""
+
+
+class UndersampledWarning(EstimatorWarning):
+    """A plug-in estimate from a table with far more cells than samples, where
+    its bias dominates; a bias-corrected estimator is named in the message."""
 
 
 #: Reprs list the entries of 1-D arrays up to this size; larger arrays are summarised.
@@ -640,6 +652,12 @@ def _entropy_nats(c2: np.ndarray, K: int, estimator: str):
         out = np.array([_nsb_row(row, K) for row in c2]).reshape(-1, 2)
         return out[:, 0], out[:, 1]
     if estimator == "grassberger":
+        if np.any((c2 > 0).sum(axis=-1) == 1):
+            warnings.warn(
+                "the 'grassberger' estimator gives H > 0 for a count vector with a single "
+                "observed symbol (log N - G(N) > 0; e.g. 0.31 bits of MI between two "
+                "constants); for such rows the plug-in value 0 may be preferable.",
+                EstimatorWarning, stacklevel=4)
         return _grassberger(c2, n), None
     if estimator == "james_stein":
         return _james_stein(c2, n, K), None
@@ -726,15 +744,25 @@ def entropy(counts, *, estimator: str = "plugin", k: Optional[int] = None,
     * ``"chao_shen"``: coverage-adjusted Horvitz–Thompson estimator
       :math:`-\sum_i \tilde p_i \log\tilde p_i / (1 - (1-\tilde p_i)^N)`,
       :math:`\tilde p_i = C\hat p_i`, :math:`C = 1 - f_1/N` (:math:`f_1`
-      singletons; :math:`f_1 = N-1` when all samples are singletons).
+      singletons; :math:`f_1 = N-1` when all samples are singletons),
+      clipped at :math:`\log K` of the declared alphabet, which the
+      Horvitz–Thompson weights can overshoot (counts ``[3, 1]``: 0.892 nats
+      > log 2).
     * ``"nsb"``: posterior mean of :math:`H` under the Nemenman–Shafee–Bialek
       mixture of symmetric Dirichlet priors :math:`\mathrm{Dir}(\alpha)`,
       weighted so that the prior on :math:`H` is flat,
       :math:`p(\alpha) \propto K\psi_1(K\alpha+1) - \psi_1(\alpha+1)`.  The
       integral over :math:`\log\alpha` uses the closed-form Dirichlet posterior
       moments :math:`E[H|n,\alpha]`, :math:`E[H^2|n,\alpha]` (digamma /
-      trigamma) on an adaptively refined grid; ``std`` is the posterior
-      standard deviation.
+      trigamma) on a uniform grid in :math:`\log\alpha`, refined until the
+      mean changes by less than 1e-13 (relative); the grid covers
+      :math:`\alpha` from 1e-25/K to 1e25 (N+1), so the heavy tail to large
+      :math:`\alpha` of few-coincidence data is kept (one sample gives
+      exactly :math:`\ln(K)/2`).  ``std`` is the posterior standard
+      deviation, computed without the cancellation of
+      :math:`E[H^2] - E[H]^2`.
+    * ``"grassberger"`` warns (:class:`EstimatorWarning`) for a row with a
+      single observed symbol, where it gives :math:`H > 0`.
     * ``"grassberger"``: :math:`\log N - \frac1N\sum_i n_i G(n_i)` with
       :math:`G(n) = \psi(n) + \frac12(-1)^n\,[\psi(\frac{n+1}2) -
       \psi(\frac n2)]` (Grassberger 2003), i.e. :math:`\psi(n) +

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import special
 
 from infomoe import _validate as V
-from infomoe._entropy import ESTIMATORS, Estimate, _fmt, _jackknife_d
+from infomoe._entropy import ESTIMATORS, Estimate, EstimatorWarning, _fmt, _jackknife_d
 from infomoe._information import mutual_information_table
 
 __all__ = ["bootstrap_mutual_information", "independence_test",
@@ -152,7 +152,11 @@ def _batch_size(batch_size, cells: int) -> int:
 
 
 def _statistic(tables: np.ndarray, estimator: str, base: float) -> np.ndarray:
-    return np.atleast_1d(mutual_information_table(tables, estimator=estimator, base=base).value)
+    # resampled tables: the caller already saw (or not) the warning for the observed one
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EstimatorWarning)
+        return np.atleast_1d(mutual_information_table(tables, estimator=estimator,
+                                                      base=base).value)
 
 
 def _jackknife_values(t: np.ndarray, estimator: str, base: float, bs: int):

@@ -127,18 +127,24 @@ def test_jackknife_precise_for_huge_counts():
 
 def test_chao_shen_closed_forms():
     # no singletons: coverage 1, p~ = p; counts (2, 2): -2 * 0.5 log 0.5 / (1 - 0.5^4)
-    assert float(entropy([2, 2], estimator="chao_shen", base=math.e)) == pytest.approx(
+    # (declared k = 10: with k = 2 the value 0.739 > log 2 is clipped to log 2, issue 16)
+    assert float(entropy([2, 2], estimator="chao_shen", base=math.e, k=10)) == pytest.approx(
         math.log(2) / (1 - 0.5 ** 4), abs=1e-12)
+    assert float(entropy([2, 2], estimator="chao_shen", base=math.e)) == pytest.approx(
+        math.log(2), abs=1e-15)
     # all singletons (f1 = N is replaced by N - 1): C = 1/N, p~ = 1/N^2
     n = 5
     pa = 1 / n ** 2
     expected = n * (-pa * math.log(pa)) / (1 - (1 - pa) ** n)
+    assert float(entropy(np.ones(n), estimator="chao_shen", base=math.e, k=1000)) == \
+        pytest.approx(expected, abs=1e-12)
+    # k = 5: the estimate 3.49 nats exceeds log 5 and is clipped there (issue 16)
     assert float(entropy(np.ones(n), estimator="chao_shen", base=math.e)) == pytest.approx(
-        expected, abs=1e-12)
+        math.log(n), abs=1e-15)
     # one singleton among (3, 1): C = 3/4
     pa = np.array([3, 1]) / 4 * 0.75
     expected = np.sum(-pa * np.log(pa) / (1 - (1 - pa) ** 4))
-    assert float(entropy([3, 1], estimator="chao_shen", base=math.e)) == pytest.approx(
+    assert float(entropy([3, 1], estimator="chao_shen", base=math.e, k=100)) == pytest.approx(
         expected, abs=1e-12)
 
 

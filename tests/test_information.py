@@ -274,6 +274,7 @@ def test_samples_api_weights_and_declared_sizes():
     assert float(conditional_mutual_information(x, y, z, weights=w)) >= 0
 
 
+@pytest.mark.filterwarnings("ignore::infomoe.UndersampledWarning")
 def test_cmi_from_samples_streams_the_row_index(monkeypatch):
     """The z * kx + x index is formed chunk by chunk: same table, weights kept."""
     import infomoe._information as info
