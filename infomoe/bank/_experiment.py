@@ -25,7 +25,8 @@ import numpy as np
 from infomoe._validate import (as_float_array, check_positive_float, check_positive_int,
                                check_unit_interval)
 from infomoe.bank._data import Dataset, load_digits, split_dataset
-from infomoe.bank._experts import _progress, train_bank
+from infomoe._progress import progress_bar
+from infomoe.bank._experts import train_bank
 from infomoe.bank._selection import (draw_training_sets, empirical_risks, gibbs_selection,
                                      sample_selection)
 
@@ -407,7 +408,7 @@ def run_experiment(*, n_experts: int = 25, m: int = 256, n_sets: int = 300,
         raise TypeError(f"`data` must be an infomoe.bank.Dataset, got {type(data).__name__}.")
     splits = split_dataset(data, n_bank=n_bank, n_pool=n_pool, n_test=n_test, seed=seed)
     A = len(a_grid)
-    bar = _progress(None, progress, "finite bank", total=A + 3, leave=True)
+    bar = progress_bar(enabled=progress, desc="finite bank", total=A + 3, leave=True)
     bar.set_postfix_str("experts")
     bank = train_bank(splits.bank, n_experts=K, seed=seed, cache_dir=cache_dir, progress=progress)
     bar.update()

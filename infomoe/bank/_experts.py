@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from infomoe._progress import progress_bar
 from infomoe._validate import check_positive_int
 from infomoe.bank._data import Dataset
 
@@ -405,7 +406,7 @@ def train_bank(data: Dataset, *, n_experts: int = 25, specs: Optional[Sequence[E
     params: list = [None] * len(specs)
     groups = sorted({s.width for s in specs})
     # counts experts (what the user asked for), advancing by a whole width group at a time
-    bar = _progress(None, progress, "training experts", total=len(specs))
+    bar = progress_bar(enabled=progress, desc="training experts", total=len(specs))
     for width in groups:
         ks = [k for k, s in enumerate(specs) if s.width == width]
         bar.set_postfix_str(f"width {width}: {len(ks)} experts together")
@@ -426,25 +427,3 @@ def train_bank(data: Dataset, *, n_experts: int = 25, specs: Optional[Sequence[E
     if path is not None:
         _save_cached(path, key_json, params)
     return ExpertBank(specs, tuple(params), image_shape, data.n_classes, False, path)
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix_str(self, s=""):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(iterable=None, enabled: bool = True, desc: str = "", total=None, leave=False):
-    """A tqdm bar over ``iterable`` (or a manual bar of ``total`` steps); nothing if disabled."""
-    try:
-        if not enabled:
-            raise ImportError
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional
-        return _NoBar() if iterable is None else iterable
-    return tqdm(iterable, desc=desc, total=total, leave=leave)

@@ -41,6 +41,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from infomoe._progress import progress_bar
 from infomoe._repr import dataclass_repr, short_value
 from infomoe._validate import check_base, check_choice, check_positive_int, log_base, unit_name
 from infomoe.logs._manifest import LayerSpec, Manifest
@@ -926,27 +927,6 @@ def report_from_tables(tables: LogTables, spec: CountSpec, *, estimator: str = "
 
 
 # ============================================================================= driver
-class _Bar:
-    """tqdm progress bar over tokens, or nothing (no tqdm, or disabled)."""
-
-    def __init__(self, total: int, enabled: bool, desc: str):
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:  # tqdm is optional
-                return
-            self.bar = tqdm(total=total, desc=desc, unit="tok", unit_scale=True, leave=False)
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def analyze_log(log, *, layers=None, estimator: str = "plugin", base: float = 2,
                 token_buckets: int = 2048, position_edges: Optional[Sequence[int]] = None,
                 label_buckets: int = 1024, max_set_alphabet: int = 1 << 18,
@@ -1065,7 +1045,7 @@ def analyze_log(log, *, layers=None, estimator: str = "plugin", base: float = 2,
         threads = min(check_positive_int(num_threads, "num_threads"), numba.config.NUMBA_NUM_THREADS)
         restore = numba.get_num_threads()
         numba.set_num_threads(threads)
-    bar = _Bar(log.num_tokens, progress, "report")
+    bar = progress_bar(enabled=progress, desc="report", total=log.num_tokens, unit="tok", unit_scale=True)
     try:
         if cols:
             for chunk in log.iter_chunks(lids, cols, chunk_tokens, on_error=on_error):

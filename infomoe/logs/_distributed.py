@@ -383,7 +383,8 @@ def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
     """
     from distributed import as_completed
 
-    from infomoe.logs._analysis import LogTables, _Bar
+    from infomoe._progress import progress_bar
+    from infomoe.logs._analysis import LogTables
     from infomoe.logs._manifest import ShardError
 
     check_choice(on_error, "on_error", ("raise", "skip"))
@@ -414,7 +415,7 @@ def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
     # freed on its worker as soon as they have been merged
     pending = as_completed(leaves, loop=client.loop)
     del leaves, level
-    bar = _Bar(log.num_tokens, progress, "report (dask)")
+    bar = progress_bar(enabled=progress, desc="report (dask)", total=log.num_tokens, unit="tok", unit_scale=True)
     try:
         for fut in pending:
             bar.update(rows.pop(fut.key, 0))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infomoe._progress import progress_bar
 from infomoe._repr import dataclass_repr
 from infomoe._validate import as_float_array, check_choice, check_positive_int
 from infomoe.routing._coherence import mutual_coherence, normalize_rows, welch_bound
@@ -140,13 +141,12 @@ def coherence_barrier(n_experts: int, dim: int, k: int, coherences, *, n_tokens:
     mus = as_float_array(coherences, "coherences", ndim=1)
     for m in methods:
         check_choice(m, "methods", _METHODS)
-    from infomoe.routing._subset import _progress
     from infomoe.routing._synthetic import low_coherence_frame
 
     base = low_coherence_frame(n, d, seed=seed)
     measured = np.empty(mus.size)
     rec = {m: np.empty(mus.size) for m in methods}
-    for i in _progress(range(mus.size), progress, "coherence sweep"):
+    for i in progress_bar(range(mus.size), enabled=progress, desc="coherence sweep"):
         W = coherent_dictionary(n, d, float(mus[i]), base=base, seed=seed)
         measured[i] = mutual_coherence(W)
         toks = sparse_tokens(W, n_tokens, k, coef_range=coef_range, noise=noise, seed=seed + 1 + i)

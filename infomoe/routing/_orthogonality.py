@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infomoe._progress import progress_bar
 from infomoe._repr import dataclass_repr
 from infomoe._validate import as_float_array, check_choice, check_positive_float, check_positive_int
 from infomoe.routing._checks import check_array, check_flag, check_nonzero_rows, check_scalar
@@ -345,7 +346,6 @@ def orthogonalize(W, kind: str = "mc", *, steps: int = 2000, learning_rate: floa
     except ImportError as exc:  # pragma: no cover - optax is an optional extra
         raise ImportError("orthogonalize needs optax: pip install optax (or infomoe[bank]).") from exc
     from infomoe.routing._coherence import mutual_coherence
-    from infomoe.routing._subset import _progress
 
     w0 = as_float_array(W, "W", ndim=2)
     check_choice(kind, "kind", tuple(PENALTIES))
@@ -404,7 +404,7 @@ def orthogonalize(W, kind: str = "mc", *, steps: int = 2000, learning_rate: floa
     mus, pens = [mu], [pen]
     done = 0
     n_chunks = -(-steps // record_every)
-    for _ in _progress(range(n_chunks), progress, f"orthogonalize ({kind})"):
+    for _ in progress_bar(range(n_chunks), enabled=progress, desc=f"orthogonalize ({kind})"):
         n = min(record_every, steps - done)
         params, state = chunk(params, state, done, n)
         done += n

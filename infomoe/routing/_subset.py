@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infomoe._progress import progress_bar
 from infomoe._repr import dataclass_repr
 from infomoe._validate import as_float_array, check_choice, check_positive_int
 from infomoe.routing._coherence import babel, normalize_rows
@@ -291,19 +292,9 @@ def _branch_and_bound(u, x, k, progress):
     incumbent = omp(u, x, k).support
     supports = np.empty((x.shape[0], k), dtype=np.int64)
     nodes = np.empty(x.shape[0], dtype=np.int64)
-    for i in _progress(range(x.shape[0]), progress, "branch and bound"):
+    for i in progress_bar(range(x.shape[0]), enabled=progress, desc="branch and bound"):
         supports[i], nodes[i] = _bnb_one(u, x[i], k, lam, incumbent[i])
     return supports, nodes
-
-
-def _progress(it, enabled, desc):
-    if not enabled:
-        return it
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is optional
-        return it
-    return tqdm(it, desc=desc)
 
 
 def _rss(u, x, support):

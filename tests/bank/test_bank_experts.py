@@ -124,7 +124,7 @@ def test_progress_bar_counts_experts_not_width_groups(digits_splits, monkeypatch
     bars = []
 
     class Recorder:
-        def __init__(self, iterable, enabled, desc, total=None, leave=False):
+        def __init__(self, iterable=None, *, enabled, desc, total=None, **kw):
             assert iterable is None, "the bar must not iterate over width groups"
             self.desc, self.total, self.done = desc, total, 0
             bars.append(self)
@@ -138,7 +138,7 @@ def test_progress_bar_counts_experts_not_width_groups(digits_splits, monkeypatch
         def close(self):
             pass
 
-    monkeypatch.setattr(experts, "_progress", Recorder)
+    monkeypatch.setattr(experts, "progress_bar", Recorder)
     specs = [ExpertSpec(width=w, n_steps=2, subset_fraction=0.2) for w in (4, 4, 4, 6, 6)]
     train_bank(digits_splits.bank, specs=specs, seed=0, progress=True)  # 2 widths, 5 experts
     (bar,) = bars

@@ -173,15 +173,13 @@ def run_export(args) -> int:
                          f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})") from None
     vocab = int(model.config.vocab_size)
     enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is optional
-        tqdm = None
+    from infomoe._progress import progress_bar
+
     bar = None
     with RoutingRecorder(model, args.out, flush_tokens=args.flush_tokens, record_logits=args.record_logits,
                          model_id=model_id, resume=args.resume) as rec, torch.no_grad():
-        if tqdm is not None:  # once the log is open: a refused --resume shows no bar
-            bar = tqdm(total=None if args.text else args.tokens, unit="tok", desc="export", leave=False)
+        # once the log is open: a refused --resume shows no bar
+        bar = progress_bar(enabled=True, total=None if args.text else args.tokens, unit="tok", desc="export")
         try:
             for ids, mask in _batches(args, vocab, tokenizer):
                 ids = ids.to(args.device)
@@ -191,8 +189,7 @@ def run_export(args) -> int:
                     kw["decoder_input_ids"] = torch.full((ids.shape[0], 1), start, dtype=torch.long,
                                                          device=args.device)
                 model(input_ids=ids, **kw)
-                if bar is not None:
-                    bar.update(ids.numel())
+                bar.update(ids.numel())
         finally:
             if bar is not None:
                 bar.close()
