@@ -393,7 +393,6 @@ def _cap_trial_points(p, D, lo, d, W, logW):
 
 
 def _capacity_newton(W, logW, p0, tol_nats, max_iter):
-    N = W.shape[0]
     dt = W.dtype
     negh = jnp.sum(jnp.where(W > 0, W * logW, 0), axis=1)
 
