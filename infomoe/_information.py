@@ -491,7 +491,7 @@ def conditional_mutual_information(x, y, z, *, estimator: str = "plugin",
 
     _check_label_options(estimator, base, weights)
     (xa, ya, za), (kx_, ky_, kz_) = _label_inputs([x, y, z], ["x", "y", "z"], [kx, ky, kz],
-                                                  ["kx", "ky", "kz"])
+                                                  ["kx", "ky", "kz"], alphabet=_alphabet)
     n = xa.shape[0]
     if _too_dense(kz_ * kx_ * ky_, n):  # sparse labels: never allocate the table
         if weights is not None:
@@ -629,7 +629,7 @@ def _james_stein_lambda_sparse(c, n, K):
     return _james_stein_lambda(c[None, :], np.array([n]), K)[0]
 
 
-def _label_inputs(arrays, names, ks, knames):
+def _label_inputs(arrays, names, ks, knames, alphabet=None):
     """Checked label arrays (masks refused) and their alphabet sizes."""
     from infomoe._counting import _label_array
 
@@ -640,8 +640,22 @@ def _label_inputs(arrays, names, ks, knames):
         if out:
             V.check_same_length(out[0], la, names[0], name)
         out.append(la)
-        sizes.append(_alphabet(la, k, name, kname))
+        sizes.append((alphabet or _checked_alphabet)(la, k, name, kname))
     return out, sizes
+
+
+def _checked_alphabet(labels: np.ndarray, k, name: str, kname: str) -> int:
+    """As :func:`_alphabet`, with the counting kernel's message (and index) for a
+    label outside a declared alphabet."""
+    from infomoe._counting import _observed_size, _raise_bad_labels
+
+    top = _observed_size(labels, name)
+    if k is None:
+        return top
+    k = V.check_positive_int(k, kname)
+    if top > k:
+        _raise_bad_labels(labels, name, k, kname)
+    return k
 
 
 # --------------------------------------------------------------------------
