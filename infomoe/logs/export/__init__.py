@@ -16,6 +16,9 @@
 Importing this package imports neither torch nor JAX; they load when used.
 """
 
+from infomoe.logs.export._adapter import RouterAdapter as RouterAdapter
+from infomoe.logs.export._adapter import RouterSignatureError as RouterSignatureError
+from infomoe.logs.export._adapter import RouterSite as RouterSite
 from infomoe.logs.export._hf import ADAPTERS as ADAPTERS
 from infomoe.logs.export._hf import TINY_ARCHS as TINY_ARCHS
 from infomoe.logs.export._hf import get_adapter as get_adapter
@@ -26,9 +29,6 @@ from infomoe.logs.export._jax import router_indices_to_ids as router_indices_to_
 from infomoe.logs.export._jax import router_mask_to_ids as router_mask_to_ids
 from infomoe.logs.export._jax import routing_from_intermediates as routing_from_intermediates
 from infomoe.logs.export._jax import write_intermediates as write_intermediates
-from infomoe.logs.export._torch import RouterAdapter as RouterAdapter
-from infomoe.logs.export._torch import RouterSignatureError as RouterSignatureError
-from infomoe.logs.export._torch import RouterSite as RouterSite
 from infomoe.logs.export._torch import RoutingRecorder as RoutingRecorder
 
 __all__ = ["ADAPTERS", "TINY_ARCHS", "RouterAdapter", "RouterSignatureError", "RouterSite", "RoutingRecorder",

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from infomoe.logs.export._adapter import RouterAdapter
+
 __all__ = ["ADAPTERS", "get_adapter", "resolve_adapter", "tiny_config", "tiny_model", "TINY_ARCHS"]
 
 
@@ -60,8 +62,6 @@ def _switch_convert(module, output):
 
 
 def _build_adapters():
-    from infomoe.logs.export._torch import RouterAdapter
-
     def deepseek_meta(model):
         c = _cfg(model)
         return {"routed_scaling_factor": getattr(c, "routed_scaling_factor", None),
@@ -148,8 +148,6 @@ def get_adapter(model_type: str):
 
 def resolve_adapter(adapter: Any, model):
     """``"auto"`` -> adapter for ``model.config.model_type``; a name -> that adapter; an adapter -> itself."""
-    from infomoe.logs.export._torch import RouterAdapter
-
     if isinstance(adapter, RouterAdapter):
         ad = adapter
     elif adapter == "auto":

@@ -208,9 +208,21 @@ def test_changed_router_output_fails_loudly_naming_the_version(tmp_path):
 
 def test_installed_versions_are_in_the_supported_range():
     # fails loudly when pip serves a torch/transformers release outside the range setup.cfg states
-    from infomoe.logs.export._torch import SUPPORTED_UPSTREAM
+    from infomoe.logs.export._adapter import SUPPORTED_UPSTREAM
     tv = tuple(int(x) for x in _version("transformers").split(".")[:1])
     assert tv[0] == 5, (f"transformers {_version('transformers')} is outside the supported range "
                         f"({SUPPORTED_UPSTREAM}); check the adapters and update setup.cfg")
     pt = tuple(int(x) for x in _version("torch").split("+")[0].split(".")[:2])
     assert (2, 4) <= pt < (3, 0), f"torch {_version('torch')} is outside {SUPPORTED_UPSTREAM}"
+
+
+def test_adapter_modules_import_one_way():
+    # the interface (_adapter) <- the Hugging Face table (_hf) <- the recorder (_torch); no cycle back
+    import pathlib
+    import re
+    here = pathlib.Path(__file__).resolve().parents[3] / "infomoe" / "logs" / "export"
+    imports = {name: set(re.findall(r"from infomoe\.logs\.export\.(\w+) import", (here / f"{name}.py").read_text()))
+               for name in ("_adapter", "_hf", "_torch")}
+    assert imports["_adapter"] == set()
+    assert imports["_hf"] <= {"_adapter"}
+    assert "_torch" not in imports["_hf"] | imports["_adapter"]
