@@ -337,7 +337,7 @@ def mutual_information(x, y=None, *, estimator: str = "plugin", kx: Optional[int
         if isinstance(x, np.ndarray) or weights is not None:
             raise TypeError("`y` is missing: pass two label arrays `x, y`, or an iterable of "
                             "(x, y) / (x, y, w) chunks as `x` alone.")
-        table = contingency(x, kx=kx, ky=ky)
+        table = contingency(_unmasked_chunks(x), kx=kx, ky=ky)
         weighted = table.dtype.kind == "f"  # (x, y, w) chunks: sums of weights
         if weighted and estimator != "plugin":
             raise ValueError(f"weighted (x, y, w) chunks are supported only with "
@@ -627,6 +627,15 @@ def _sparse_estimate(arrays, ks, groups, estimator: str):
 def _james_stein_lambda_sparse(c, n, K):
     """James-Stein shrinkage intensity of observed counts ``c`` over ``K`` bins."""
     return _james_stein_lambda(c[None, :], np.array([n]), K)[0]
+
+
+def _unmasked_chunks(chunks):
+    """Pass chunks through, refusing masked arrays inside them (TypeError)."""
+    for c, chunk in enumerate(chunks):
+        for part, name in zip(chunk if isinstance(chunk, (tuple, list)) else (chunk,),
+                              ("x", "y", "weights")):
+            V.reject_masked(part, f"{name} (chunk {c})")
+        yield chunk
 
 
 def _label_inputs(arrays, names, ks, knames, alphabet=None):

@@ -107,7 +107,9 @@ def _table(x, y, kx, ky):
         if isinstance(x, np.ndarray):
             raise TypeError("`y` is missing: pass two label arrays `x, y`, or an iterable of "
                             "(x, y) chunks as `x` alone.")
-        t = contingency(x, kx=kx, ky=ky)
+        from infomoe._information import _unmasked_chunks
+
+        t = contingency(_unmasked_chunks(x), kx=kx, ky=ky)
     else:
         from infomoe._information import _DENSE_MAX_CELLS, _label_inputs, _too_dense
 

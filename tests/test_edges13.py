@@ -40,6 +40,14 @@ MASKED_I = np.ma.array([0, 1, 1, 0], mask=[0, 0, 0, 1])
     lambda: im.conditional_mutual_information(MASKED_I, [0, 1, 1, 0], [0, 0, 1, 1]),
     lambda: im.bootstrap_mutual_information(MASKED_I, [0, 1, 1, 0], n_resamples=10),
     lambda: im.independence_test(MASKED_I, [0, 1, 1, 0], n_permutations=10),
+    lambda: im.mutual_information([(MASKED_I, np.array([0, 1, 1, 0]))]),
+    lambda: im.mutual_information(iter([(np.array([0, 1]), np.array([0, 1])),
+                                        (np.array([1]), np.ma.array([1]))])),
+    lambda: im.bootstrap_mutual_information([(MASKED_I, np.array([0, 1, 1, 0]))],
+                                            n_resamples=10),
+    lambda: im.conditional_entropy(MASKED_I, [0, 1, 1, 0]),
+    lambda: im.total_correlation(MASKED_I, [0, 1, 1, 0]),
+    lambda: im.adjusted_mutual_information(MASKED_I, [0, 1, 1, 0]),
 ])
 def test_masked_arrays_are_refused(call):
     with pytest.raises(TypeError, match="masked array"):
