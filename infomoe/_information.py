@@ -560,7 +560,7 @@ def _cells(arrays):
         ranks.append(inv.reshape(-1).astype(np.int64))
         sizes.append(int(u.size))
     key = _combine_keys(ranks, sizes)
-    ukey, first, counts = np.unique(key, return_index=True, return_counts=True)
+    _, first, counts = np.unique(key, return_index=True, return_counts=True)
     vals = np.stack([r[first] for r in ranks], axis=1)
     return vals, counts.astype(np.float64), sizes
 
@@ -603,11 +603,9 @@ def _sparse_estimate(arrays, ks, groups, estimator: str):
         ratio = num / den * n ** float(sum(s for s, *_ in margins))
         return float(_clip_rounding(np.array([(counts * np.log(ratio)).sum() / n]))[0]), None
     if estimator == "james_stein":
-        joint = [m for m in margins if m[1] is counts]
         k_joint = float(math.prod(float(k) for k in ks))
         lam = float(_james_stein_lambda_sparse(counts, n, k_joint))
         value = sum(sign * _shrunk_entropy(g, n, K, lam) for sign, g, _, K in margins)
-        del joint
         return value, None
     value = 0.0
     e = np.zeros_like(counts) if estimator == "jackknife" else None
@@ -1117,7 +1115,7 @@ def normalized_mutual_information(x, y, *, average_method: str = "arithmetic") -
     >>> normalized_mutual_information([0, 0, 1, 1], [1, 1, 0, 0])   # same partition
     1.0
     """
-    a, b, n, mi, hx, hy, sizes = _two_labellings(x, y, average_method)
+    a, b, _, mi, hx, hy, _ = _two_labellings(x, y, average_method)
     if a.size == b.size == 1:
         return 1.0
     if mi == 0.0:
@@ -1162,7 +1160,7 @@ def adjusted_mutual_information(x, y, *, average_method: str = "arithmetic") -> 
     >>> adjusted_mutual_information([0, 0, 1, 1, 2, 2], [5, 5, 3, 3, 4, 4])
     1.0
     """
-    a, b, n, mi, hx, hy, sizes = _two_labellings(x, y, average_method)
+    a, b, n, mi, hx, hy, _ = _two_labellings(x, y, average_method)
     if a.size == b.size == 1:
         return 1.0
     if a.size == 1 or b.size == 1:  # one labelling constant: no information, as scikit-learn
