@@ -65,6 +65,7 @@ from infomoe._validate import (
     as_weights,
     check_positive_int,
     check_same_length,
+    reject_masked,
 )
 
 __all__ = ["label_counts", "contingency"]
@@ -564,6 +565,7 @@ def _label_array(x, name: str, *, allow_empty: bool = False) -> np.ndarray:
     viewed as ``uint8``; everything else goes through :func:`as_labels`
     (integer-valued floats accepted and converted, anything else rejected).
     """
+    reject_masked(x, name)
     if isinstance(x, np.ndarray) and x.ndim == 1 and x.size and x.dtype.isnative:
         if x.dtype == np.bool_:
             return x.view(np.uint8)
@@ -712,13 +714,30 @@ class _Table:
         return self.out
 
 
+#: Largest dense table (cells) ``label_counts``/``contingency`` allocate: 2**31 int64 cells are 16 GiB.
+MAX_TABLE_CELLS = 1 << 31
+
+
+def _check_table_size(kx: int, ky: int, names) -> None:
+    """A clear ValueError before allocating a dense table no machine holds (labels like 2**40)."""
+    if kx * ky > MAX_TABLE_CELLS:
+        (xname, _), (yname, _) = names
+        what = f"{kx} x {ky}" if yname is not None else f"{kx}"
+        raise ValueError(f"a dense count table of {what} cells ({kx * ky * 8 / 2**30:.3g} GiB) is too large: "
+                         f"the labels of `{xname}`{'' if yname is None else f' / `{yname}`'} are sparse or "
+                         "huge. Relabel them first (np.unique(x, return_inverse=True)), or use "
+                         "infomoe.mutual_information, which counts only the observed cells.")
+
+
 def _sizes_for(x, y, kx, ky, names, where=""):
     """Sizes a table must have to hold ``(x, y)``; declared sizes win."""
     (xname, _), (yname, _) = names
     need_x = kx if kx is not None else _observed_size(x, xname, where)
     if yname is None:
+        _check_table_size(need_x, 1, names)
         return need_x, 1
     need_y = ky if ky is not None else _observed_size(y, yname, where)
+    _check_table_size(need_x, need_y, names)
     return need_x, need_y
 
 

@@ -485,3 +485,26 @@ def test_lazy_kernel_forwards_the_dispatcher():
     np.testing.assert_array_equal(out, [0, 0, 1, 1, 0, 0])
     assert k.signatures and k.py_func.__name__ == "_scatter_direct"
     assert k.dispatcher() is k.dispatcher()
+
+
+def test_masked_labels_are_refused_not_counted():
+    import numpy as np
+    import pytest
+
+    from infomoe import contingency, label_counts
+    x = np.ma.masked_array([0, 1, 1], mask=[False, True, False])
+    with pytest.raises(TypeError, match="masked array"):
+        label_counts(x)
+    with pytest.raises(TypeError, match="masked array"):
+        contingency(x, np.array([0, 1, 0]))
+
+
+def test_huge_labels_get_a_clear_error_before_any_allocation():
+    import numpy as np
+    import pytest
+
+    from infomoe import contingency, label_counts
+    with pytest.raises(ValueError, match="too large.*np.unique"):
+        contingency(np.array([0, 2**40]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="too large"):
+        label_counts(np.array([0, 2**40]))

@@ -770,8 +770,13 @@ def _mi_values(tables, name, estimator, base, layer_ids, warns):
 
     if all(t is None for t in tables):
         return None, None
+    import warnings
+
+    from infomoe._entropy import UndersampledWarning
+
     vals, bias = np.full(len(tables), np.nan), np.full(len(tables), np.nan)
     lb = log_base(base)
+    undersampled = []
     for i, t in enumerate(tables):
         if t is None:
             continue
@@ -780,10 +785,21 @@ def _mi_values(tables, name, estimator, base, layer_ids, warns):
             warns.append(f"{name}: table for {layer_ids[i]} is empty (no counted pairs); "
                          "value is NaN")
             continue
-        vals[i] = float(mutual_information_table(t, estimator=estimator, base=base).value)
+        with warnings.catch_warnings(record=True) as caught:  # one report line, not a warning per layer
+            warnings.simplefilter("always", UndersampledWarning)
+            vals[i] = float(mutual_information_table(t, estimator=estimator, base=base).value)
+        for w in caught:
+            if issubclass(w.category, UndersampledWarning):
+                undersampled.append(layer_ids[i])
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         kx = int(np.count_nonzero(t.sum(axis=1)))
         ky = int(np.count_nonzero(t.sum(axis=0)))
         bias[i] = (kx - 1) * (ky - 1) / (2.0 * n) / lb
+    if undersampled:
+        warns.append(f"{name}: the tables of {len(undersampled)} of {len(tables)} entries have far more cells than "
+                     f"counted pairs, so {estimator} values there are dominated by bias (see mi_bias); "
+                     "use --estimator nsb or james_stein, or compare with a permutation null")
     return vals, bias
 
 

@@ -303,3 +303,19 @@ def test_analyze_log_shows_no_progress_bar_unless_asked(rich, capsys):
     assert "tok" not in capsys.readouterr().err
     analyze_log(p, layers=[0], progress=True)  # the same capture sees a bar when one is asked for
     assert "report" in capsys.readouterr().err
+
+
+def test_undersampled_tables_give_one_report_warning_not_one_per_layer(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    from infomoe.logs import analyze_log, open_log, write_log
+    rng = np.random.default_rng(0)
+    write_log(tmp_path / "log", rng.integers(0, 64, (300, 6, 1)), num_experts=64,
+              token_id=rng.integers(0, 2000, 300))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no Python warning escapes per layer
+        report = analyze_log(open_log(tmp_path / "log"))
+    lines = [w for w in report.warnings if "dominated by bias" in w]
+    assert len(lines) >= 1 and "6 of 6" in lines[0]
