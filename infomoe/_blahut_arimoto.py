@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from infomoe._repr import span as _span
 from infomoe._validate import (
     as_float_array,
     as_probability_rows,
@@ -51,14 +52,6 @@ _NEWTON_INPUTS = 256
 # ---------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------
-
-def _span(a) -> str:
-    """:func:`infomoe._entropy._span`, imported on use (``_entropy`` imports scipy.special,
-    which a solve does not need: a third of a second off the first call of a new process)."""
-    from infomoe._entropy import _span as span
-
-    return span(a)
-
 
 def _converged_text(converged) -> str:
     """``True`` when every point converged, else ``"k/n"``."""

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import special
 
 from infomoe import _validate as V
+from infomoe._repr import fmt_number as _fmt
 
 __all__ = ["Estimate", "ESTIMATORS", "entropy", "shannon_entropy", "EstimatorWarning",
            "UndersampledWarning"]
@@ -35,35 +36,6 @@ class EstimatorWarning(UserWarning):
 class UndersampledWarning(EstimatorWarning):
     """A plug-in estimate from a table with far more cells than samples, where
     its bias dominates; a bias-corrected estimator is named in the message."""
-
-
-#: Reprs list the entries of 1-D arrays up to this size; larger arrays are summarised.
-_REPR_MAX_ENTRIES = 6
-
-
-def _fmt(v) -> str:
-    """Short text of a number or array for a repr: every entry of a small 1-D
-    array, else its shape and range, so that a repr stays one short line."""
-    if v is None:
-        return "None"
-    a = np.asarray(v)
-    if a.ndim == 0:
-        return f"{float(a):.6g}"
-    if a.ndim == 1 and a.size <= _REPR_MAX_ENTRIES:
-        return "[" + ", ".join(f"{float(x):.6g}" for x in a) + "]"
-    return f"array of shape {a.shape} in {_span(a)}"
-
-
-def _span(a) -> str:
-    """``[min, max]`` of an array (4 significant digits), NaNs counted apart."""
-    a = np.asarray(a, dtype=np.float64)
-    if a.size == 0:
-        return "[]"
-    nan = int(np.isnan(a).sum())
-    if nan == a.size:
-        return "[nan]"
-    text = f"[{np.nanmin(a):.4g}, {np.nanmax(a):.4g}]"
-    return text + (f" ({nan} nan)" if nan else "")
 
 
 class _NumberLike:

@@ -17,8 +17,9 @@ from scipy import special
 
 from infomoe import _validate as V
 from infomoe._entropy import (ESTIMATORS, Estimate, EstimatorWarning, UndersampledWarning,
-                              _check_counts, _entropy_nats, _fmt,
+                              _check_counts, _entropy_nats,
                               _jackknife_d, _james_stein_lambda, _n_out, _shape_out)
+from infomoe._repr import fmt_number as _fmt
 
 __all__ = [
     "mutual_information",

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["short_value", "dataclass_repr"]
+__all__ = ["short_value", "dataclass_repr", "fmt_number", "span"]
 
 #: Longest 1-D numeric array printed in full.
 MAX_ENTRIES = 8
@@ -64,3 +64,32 @@ def dataclass_repr(obj, fields=None) -> str:
         fields = [f.name for f in dataclasses.fields(obj) if f.repr]
     body = ", ".join(f"{name}={short_value(getattr(obj, name))}" for name in fields)
     return f"{type(obj).__name__}({body})"
+
+
+#: :func:`fmt_number` lists the entries of 1-D arrays up to this size; larger arrays are summarised.
+NUMBER_MAX_ENTRIES = 6
+
+
+def fmt_number(v) -> str:
+    """Short text of a number or array for a repr: every entry of a small 1-D
+    array, else its shape and range, so that a repr stays one short line."""
+    if v is None:
+        return "None"
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return f"{float(a):.6g}"
+    if a.ndim == 1 and a.size <= NUMBER_MAX_ENTRIES:
+        return "[" + ", ".join(f"{float(x):.6g}" for x in a) + "]"
+    return f"array of shape {a.shape} in {span(a)}"
+
+
+def span(a) -> str:
+    """``[min, max]`` of an array (4 significant digits), NaNs counted apart."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return "[]"
+    nan = int(np.isnan(a).sum())
+    if nan == a.size:
+        return "[nan]"
+    text = f"[{np.nanmin(a):.4g}, {np.nanmax(a):.4g}]"
+    return text + (f" ({nan} nan)" if nan else "")

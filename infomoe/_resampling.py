@@ -13,8 +13,10 @@ import numpy as np
 from scipy import special
 
 from infomoe import _validate as V
-from infomoe._entropy import ESTIMATORS, Estimate, EstimatorWarning, _fmt, _jackknife_d
+from infomoe._entropy import ESTIMATORS, Estimate, EstimatorWarning, _jackknife_d
 from infomoe._information import mutual_information_table
+from infomoe._progress import progress_bar
+from infomoe._repr import fmt_number as _fmt
 
 __all__ = ["bootstrap_mutual_information", "independence_test",
            "BootstrapResult", "PermutationResult"]
@@ -128,23 +130,15 @@ def _table(x, y, kx, ky):
 
 
 def _batches(total: int, size: int, progress: bool, desc: str):
-    """Yield batch sizes summing to ``total``, with a tqdm bar if asked and installed."""
+    """Yield batch sizes summing to ``total``, with a progress bar if asked (and tqdm installed)."""
     sizes = [size] * (total // size) + ([total % size] if total % size else [])
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=total, desc=desc, unit="resample")
-        except ImportError:  # pragma: no cover - tqdm is optional
-            bar = None
+    bar = progress_bar(enabled=progress, desc=desc, total=total, unit="resample")
     try:
         for s in sizes:
             yield s
-            if bar is not None:
-                bar.update(s)
+            bar.update(s)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def _batch_size(batch_size, cells: int) -> int:
