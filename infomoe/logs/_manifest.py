@@ -656,20 +656,13 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not a number a manifest may hold")
 
 
-def _strict_int(value, what: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _err(f"{what} must be an integer >= {minimum}, got {value!r}.")
-    return value
-
-
 def _layer_from_dict(x, i: int) -> LayerSpec:
     if not isinstance(x, dict):
         raise _err(f"layer entry {i} must be an object, got {x!r}.")
     for key in ("layer_id", "num_experts", "top_k"):
         if key not in x:
             raise _err(f"layer entry {i} has no {key!r}.")
-        _strict_int(x[key], f"{key!r} of layer entry {i}", 0 if key == "layer_id" else 1)
-    try:
+    try:  # LayerSpec refuses bools, floats and strings (no int() coercion)
         return LayerSpec(x["layer_id"], x["num_experts"], x["top_k"])
     except (TypeError, ValueError) as exc:
         raise _err(f"layer entry {i}: {exc}") from None
