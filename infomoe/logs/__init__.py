@@ -18,6 +18,10 @@ from infomoe.logs._analysis import analyze_log as analyze_log
 from infomoe.logs._analysis import count_shard as count_shard
 from infomoe.logs._analysis import report_from_tables as report_from_tables
 from infomoe.logs._distributed import analyze_log_distributed as analyze_log_distributed
+from infomoe.logs._compare import LogComparison as LogComparison
+from infomoe.logs._compare import SaturationCurve as SaturationCurve
+from infomoe.logs._compare import compare_logs as compare_logs
+from infomoe.logs._compare import router_saturation as router_saturation
 from infomoe.logs._distributed import local_cluster as local_cluster
 from infomoe.logs._manifest import FileRecord as FileRecord
 from infomoe.logs._manifest import LayerSpec as LayerSpec
@@ -34,19 +38,23 @@ __all__ = [
     "CountSpec",
     "FileRecord",
     "LayerSpec",
+    "LogComparison",
     "LogFormatError",
     "LogReport",
     "LogTables",
     "LogWriter",
     "Manifest",
     "RoutingLog",
+    "SaturationCurve",
     "ShardError",
     "ShardRecord",
     "analyze_log",
     "analyze_log_distributed",
+    "compare_logs",
     "count_shard",
     "local_cluster",
     "open_log",
     "report_from_tables",
+    "router_saturation",
     "write_log",
 ]
