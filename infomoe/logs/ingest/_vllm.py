@@ -1,8 +1,12 @@
 """Import vLLM ``routed_experts`` arrays (``--enable-return-routed-experts``).
 
 With the flag on, each ``CompletionOutput`` carries ``routed_experts``: an
-integer array ``[seq_len, num_moe_layers, top_k]`` with the experts that
-routed every token of the request (prompt and generated tokens).
+integer array ``[seq_len, num_hidden_layers, top_k]`` (``uint8`` up to 256
+experts, else ``uint16``; ``RoutedExpertsCapturer.snapshot_routing_data`` in
+``vllm/model_executor/layers/fused_moe/routed_experts_capturer.py``, vLLM
+0.33.0) with the logical experts that routed every token of the request from
+``SamplingParams.routed_experts_prompt_start`` on (prompt and generated
+tokens; dense layers are rows of ``0``).
 
 Every array and argument is checked before it is used (integers only, never
 truncated or wrapped; ranges of the log columns), and errors name the
@@ -12,8 +16,8 @@ into place only when complete, so a failed import leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import math
+import numbers
 import os
 from typing import Iterable, Optional, Sequence
 
@@ -24,12 +28,11 @@ from infomoe.logs.ingest._common import (
     INT64_MAX,
     ImportResult,
     check_int,
-    check_layer_ids,
     check_num_experts,
     describe,
     int_array,
-    staged_log_dir,
 )
+from infomoe.logs.ingest._requests import Request, clean_ids, moe_layer_axis, request_ids_array, write_requests
 
 __all__ = ["import_vllm"]
 
@@ -67,12 +70,22 @@ def _load_npy(path, where: str) -> np.ndarray:
 
 
 def _routed(item, i):
-    """(routed_experts array, token ids or None, where) from an array, a .npy path or a vLLM output object."""
+    """(routed_experts array, token ids or None, prompt start or None, where) from one request item."""
     where = f"request {i}"
-    tokens = None
+    tokens = start = None
     if isinstance(item, (str, os.PathLike)):
         where = f"request {i} ({os.fspath(item)})"
         arr = _load_npy(item, where)
+    elif isinstance(item, dict):  # a JSON-friendly record (fixtures, serialized outputs)
+        if "routed_experts" not in item:
+            raise ValueError(f"{where}: the dict has no 'routed_experts' key (keys: {sorted(map(str, item))[:10]}).")
+        arr = item["routed_experts"]
+        parts = [_tokens(item[name], f"{where}: {name!r}") for name in ("prompt_token_ids", "token_ids")
+                 if item.get(name) is not None]
+        tokens = np.concatenate(parts) if parts else None
+        if item.get("routed_experts_prompt_start") is not None:
+            start = check_int(item["routed_experts_prompt_start"], f"{where}: 'routed_experts_prompt_start'",
+                              minimum=0, maximum=INT32_MAX)
     elif hasattr(item, "outputs") and not hasattr(item, "routed_experts"):  # RequestOutput
         outs = item.outputs
         if not isinstance(outs, (list, tuple)) or not outs:
@@ -90,8 +103,7 @@ def _routed(item, i):
         arr = item
     if arr is None:
         raise ValueError(f"{where} has no routed_experts; start vLLM with --enable-return-routed-experts.")
-    a = int_array(arr, f"{where}: routed_experts [seq_len, layer_num, topk]", ndim=3, minimum=-1)
-    return a, tokens, where
+    return request_ids_array(arr, where), tokens, start, where
 
 
 def _per_request(seq, name: str, n: int):
@@ -104,7 +116,8 @@ def _per_request(seq, name: str, n: int):
     return seq
 
 
-def import_vllm(outputs: Iterable, out, *, num_experts: int, layer_ids: Optional[Sequence[int]] = None,
+def import_vllm(outputs: Iterable, out, *, num_experts: int, moe_layers=None,
+                layer_ids: Optional[Sequence[int]] = None, prompt_start=None,
                 request_ids: Optional[Sequence[int]] = None, token_ids: Optional[Sequence] = None,
                 labels: Optional[Sequence[int]] = None, shard_tokens: int = 1 << 20,
                 model_id: Optional[str] = None, score_function: str = "unknown",
@@ -114,23 +127,39 @@ def import_vllm(outputs: Iterable, out, *, num_experts: int, layer_ids: Optional
     Parameters
     ----------
     outputs : iterable
-        One item per request: an integer array ``[seq_len, layer_num, topk]``,
-        a path to a ``.npy`` file holding one (its header is parsed as a
-        literal, never unpickled, and checked against the file size), a ``CompletionOutput`` or a
-        ``RequestOutput`` (its first completion; token ids are then taken
-        from ``prompt_token_ids + outputs[0].token_ids``).
+        One item per request: an integer array ``[seq_len, num_hidden_layers,
+        topk]`` (``uint8``/``uint16`` as vLLM returns it, or any integer
+        dtype), a path to a ``.npy`` file holding one (its header is parsed as a
+        literal, never unpickled, and checked against the file size), a
+        ``CompletionOutput``, a ``RequestOutput`` (its first completion; token
+        ids are then ``prompt_token_ids + outputs[0].token_ids``), or a dict
+        with ``routed_experts`` and optionally ``prompt_token_ids``,
+        ``token_ids`` and ``routed_experts_prompt_start``.
     out : str or os.PathLike
         Log directory to create (must not exist, or be empty).
     num_experts : int
-        Experts per MoE layer (vLLM's array does not record it).
+        Routed experts per MoE layer (vLLM's array does not record it).
+    moe_layers : sequence of int or model config, optional
+        Which entries of the layer axis are MoE layers: their indices
+        (``0..num_hidden_layers-1``, which also become the log's layer ids),
+        or the model's Hugging Face config (object or dict; see
+        :func:`~infomoe.logs.ingest.moe_layers_from_config`).  Default:
+        entries that are ``0`` in every row of every request are dense layers
+        and are left out (only decidable for ``topk >= 2``; with ``topk = 1``
+        every entry is kept).
     layer_ids : sequence of int, optional
-        Model layer index of each of the ``layer_num`` MoE layers (default
-        ``0..layer_num-1``); distinct, in ``[0, 999999999]``.
+        Instead of `moe_layers`: keep every entry of the layer axis and name
+        it with these ids (distinct, in ``[0, 999999999]``).
+    prompt_start : int or sequence of int, optional
+        vLLM's ``SamplingParams.routed_experts_prompt_start`` of each request
+        (one int for all, or one per request; default 0, or the dict item's
+        ``routed_experts_prompt_start``): row ``j`` is the token at position
+        ``prompt_start + j``.
     request_ids : sequence of int, optional
         ``seq_id`` of each request (default ``0, 1, ...``); distinct, >= 0.
     token_ids : sequence of arrays, optional
-        Token ids per request (at least ``seq_len`` each; the first
-        ``seq_len`` are used, since the last sampled token is never routed).
+        All token ids (prompt + output) of each request; row ``j`` gets
+        ``token_ids[prompt_start + j]``.
     labels : sequence of int, optional
         One label/domain per request (``-1`` for unlabelled).
     shard_tokens : int
@@ -148,26 +177,43 @@ def import_vllm(outputs: Iterable, out, *, num_experts: int, layer_ids: Optional
         Naming the request (and file) and field: routed_experts that is not
         a 3-D integer array (floats and bools are refused, never truncated;
         ``uint64`` values beyond ``int64`` are refused, never wrapped to
-        ``-1``), an expert id outside ``[-1, num_experts)``, requests that
-        disagree on ``[layer_num, topk]``, an argument of the wrong type,
-        length or range.  Nothing is written then.
+        ``-1``), an expert id outside ``[0, num_experts)`` that is not a
+        sentinel, requests that disagree on ``[layer_num, topk]``, too few
+        token ids for the rows, an argument of the wrong type, length or
+        range.  Nothing is written then.
 
     Notes
     -----
-    Row ``t`` of a request becomes a token with ``seq_id`` = the request id
-    and ``position = t``.  Requests are independent outputs, so nothing is
-    merged or deduplicated.
+    Row ``j`` of a request becomes a token with ``seq_id`` = the request id,
+    ``position = prompt_start + j`` and ``token_id`` = the token id at that
+    position.  The layer axis of vLLM's array counts *all* hidden layers
+    (``model_config.get_total_num_hidden_layers()``), and its buffer is
+    zero-initialised, so dense layers read as "every token to expert 0":
+    they are left out as described under `moe_layers`.  Ids are logical
+    expert ids.  Sentinel slots (``-1``, or ``255``/``65535`` when not a valid
+    id) are dropped (``-1``).  vLLM's grouped and biased top-k use
+    ``torch.topk(sorted=False)`` and the array carries no weights, so the
+    manifest says ``topk_order="unordered"``.  Requests are independent
+    outputs, so nothing is merged or deduplicated.
 
     Examples
     --------
+    Two hidden layers, the first dense (all zeros, as vLLM returns it), and a
+    prompt start of 1:
+
     >>> import numpy as np, tempfile, os
-    >>> reqs = [np.zeros((3, 2, 2), np.int32), np.ones((5, 2, 2), np.int32)]
-    >>> r = import_vllm(reqs, os.path.join(tempfile.mkdtemp(), "log"), num_experts=4)
-    >>> r.num_tokens, r.num_shards
-    (8, 1)
+    >>> from infomoe.logs import open_log
+    >>> routed = np.array([[[0, 0], [3, 1]], [[0, 0], [2, 0]]], np.uint8)   # [seq_len, layers, topk]
+    >>> req = {"routed_experts": routed, "prompt_token_ids": [7, 8, 9], "token_ids": [5],
+    ...        "routed_experts_prompt_start": 1}
+    >>> out = os.path.join(tempfile.mkdtemp(), "log")
+    >>> import_vllm([req], out, num_experts=4).num_tokens
+    2
+    >>> log = open_log(out)
+    >>> log.layer_ids, log.read()["position"].tolist(), log.read()["token_id"].tolist()
+    ((1,), [1, 2], [8, 9])
     """
     from infomoe._validate import check_positive_int
-    from infomoe.logs import LayerSpec, LogWriter
 
     num_experts = check_num_experts(num_experts, "`num_experts`")
     shard_tokens = check_positive_int(shard_tokens, "shard_tokens")
@@ -179,10 +225,12 @@ def import_vllm(outputs: Iterable, out, *, num_experts: int, layer_ids: Optional
     request_ids = _per_request(request_ids, "request_ids", len(items))
     token_ids = _per_request(token_ids, "token_ids", len(items))
     labels = _per_request(labels, "labels", len(items))
-    if layer_ids is not None:
-        if isinstance(layer_ids, (str, bytes)) or not hasattr(layer_ids, "__len__"):
-            raise TypeError(f"`layer_ids` must be a sequence of layer ids, got {describe(layer_ids)}.")
-        layer_ids = check_layer_ids(list(layer_ids), "`layer_ids`")
+    if prompt_start is not None and not isinstance(prompt_start, numbers.Integral):
+        prompt_start = _per_request(prompt_start, "prompt_start", len(items))
+        prompt_start = [check_int(x, f"`prompt_start`[{i}]", minimum=0, maximum=INT32_MAX)
+                        for i, x in enumerate(prompt_start)]
+    elif prompt_start is not None:
+        prompt_start = [check_int(prompt_start, "`prompt_start`", minimum=0, maximum=INT32_MAX)] * len(items)
     if request_ids is not None:
         request_ids = [check_int(x, f"`request_ids`[{i}]", minimum=0, maximum=INT64_MAX)
                        for i, x in enumerate(request_ids)]
@@ -190,70 +238,31 @@ def import_vllm(outputs: Iterable, out, *, num_experts: int, layer_ids: Optional
             raise ValueError("`request_ids` must be distinct.")
     if labels is not None:
         labels = [check_int(x, f"`labels`[{i}]", minimum=-1, maximum=INT32_MAX) for i, x in enumerate(labels)]
-    layout = None
-    with_tokens = None
-    pending, pending_n = [], 0
-    tokens_written = shards = 0
-    with staged_log_dir(out) as tmp, contextlib.ExitStack() as stack:
-        writer = None
-        for i, item in enumerate(items):
-            a, toks, where = _routed(item, i)
-            if token_ids is not None:
-                toks = _tokens(token_ids[i], f"`token_ids`[{i}]")
-            if layout is None:
-                layout = a.shape[1:]
-                if layout[0] < 1 or layout[1] < 1:
-                    raise ValueError(f"{where}: routed_experts has [layer_num, topk] = {list(layout)}; both must "
-                                     "be >= 1.")
-                if layout[1] > num_experts:
-                    raise ValueError(f"{where}: routed_experts has topk={layout[1]} > `num_experts`={num_experts}.")
-                lids = list(range(layout[0])) if layer_ids is None else layer_ids
-                if len(lids) != layout[0]:
-                    raise ValueError(f"`layer_ids` has {len(lids)} entries, routed_experts of {where} has "
-                                     f"{layout[0]} layers.")
-                meta = {"vllm_field": "CompletionOutput.routed_experts"}
-                meta.update(metadata or {})
-                writer = stack.enter_context(LogWriter(
-                    tmp, source="vllm", layers=[LayerSpec(l, num_experts, layout[1]) for l in lids],
-                    model_id=model_id, score_function=score_function, metadata=meta))
-                with_tokens = toks is not None
-            elif a.shape[1:] != layout:
-                raise ValueError(f"routed_experts of {where} has [layers, topk] = {list(a.shape[1:])}, "
-                                 f"request 0 has {list(layout)}.")
-            if a.size and int(a.max()) >= num_experts:
-                raise ValueError(f"routed_experts of {where} has an expert id outside [-1, {num_experts}): "
-                                 f"{int(a.max())}.")
-            if (toks is not None) != with_tokens:
-                raise ValueError(f"token ids are available for some requests but not others ({where} "
-                                 f"{'has' if toks is not None else 'has none'}).")
-            n = a.shape[0]
-            if with_tokens and toks.shape[0] < n:
-                raise ValueError(f"{where}: {toks.shape[0]} token ids for {n} routed tokens.")
-            if n == 0:
-                continue
-            col = {"ids": a, "seq": np.full(n, i if request_ids is None else request_ids[i], np.int64),
-                   "pos": np.arange(n, dtype=np.int64)}
-            if with_tokens:
-                col["tok"] = toks[:n]
-            if labels is not None:
-                col["lab"] = np.full(n, labels[i], np.int64)
-            pending.append(col)
-            pending_n += n
-            if pending_n >= shard_tokens:
-                tokens_written += _flush(writer, pending)
-                shards += 1
-                pending, pending_n = [], 0
-        if pending:
-            tokens_written += _flush(writer, pending)
-            shards += 1
-    return ImportResult(str(out), tokens_written, 0, shards, 0)
-
-
-def _flush(writer, pending) -> int:
-    def cat(key):
-        if key not in pending[0]:
-            return None
-        return np.concatenate([p[key] for p in pending])
-    ids = cat("ids")
-    writer.append(ids, seq_id=cat("seq"), position=cat("pos"), token_id=cat("tok"), label=cat("lab"))
-    return ids.shape[0]
+    if layer_ids is not None and (isinstance(layer_ids, (str, bytes)) or not hasattr(layer_ids, "__len__")):
+        raise TypeError(f"`layer_ids` must be a sequence of layer ids, got {describe(layer_ids)}.")
+    requests, layout = [], None
+    for i, item in enumerate(items):
+        a, toks, start, where = _routed(item, i)
+        if token_ids is not None:
+            toks = _tokens(token_ids[i], f"`token_ids`[{i}]")
+        if prompt_start is not None:
+            start = prompt_start[i]
+        if layout is None:
+            layout = a.shape[1:]
+            if layout[0] < 1 or layout[1] < 1:
+                raise ValueError(f"{where}: routed_experts has [layer_num, topk] = {list(layout)}; both must "
+                                 "be >= 1.")
+            if layout[1] > num_experts:
+                raise ValueError(f"{where}: routed_experts has topk={layout[1]} > `num_experts`={num_experts}.")
+        elif a.shape[1:] != layout:
+            raise ValueError(f"routed_experts of {where} has [layers, topk] = {list(a.shape[1:])}, "
+                             f"request 0 has {list(layout)}.")
+        clean_ids(a, num_experts, f"routed_experts of {where}")
+        requests.append(Request(a, start or 0, toks, i if request_ids is None else request_ids[i],
+                                None if labels is None else labels[i], where))
+    axis, lids, how = moe_layer_axis(requests, moe_layers=moe_layers, layer_ids=layer_ids)
+    meta = {"vllm_field": "CompletionOutput.routed_experts", "vllm_moe_layers": how}
+    meta.update(metadata or {})
+    return write_requests(requests, out, source="vllm", num_experts=num_experts, axis=axis, layer_ids=lids,
+                          shard_tokens=shard_tokens, model_id=model_id, score_function=score_function,
+                          topk_order="unordered", metadata=meta)
