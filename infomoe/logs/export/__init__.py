@@ -8,6 +8,10 @@
   DeepSeek-V3 and Switch Transformers are built in.
 * :func:`tiny_model` -- tiny random-config models of those architectures
   (CPU, no download) for docs and tests.
+* :func:`expert_loss_matrix`, :func:`forced_routing` -- expert forcing: the
+  next-token loss when one layer sends each token to each single expert;
+  :func:`router_frontier_point` places the learned router against that
+  layer's accuracy-rate frontier.
 * :func:`routing_from_intermediates`, :func:`write_intermediates` -- pull
   router indices/weights out of Flax NNX ``nnx.capture`` or Linen
   ``capture_intermediates`` pytrees.  Arrays from numpy, JAX or torch (any
@@ -16,9 +20,15 @@
 Importing this package imports neither torch nor JAX; they load when used.
 """
 
+from infomoe._router_frontier import FrontierPoint as FrontierPoint
+from infomoe._router_frontier import rate_lower_bound as rate_lower_bound
+from infomoe._router_frontier import router_frontier_point as router_frontier_point
 from infomoe.logs.export._adapter import RouterAdapter as RouterAdapter
 from infomoe.logs.export._adapter import RouterSignatureError as RouterSignatureError
 from infomoe.logs.export._adapter import RouterSite as RouterSite
+from infomoe.logs.export._forcing import ExpertLosses as ExpertLosses
+from infomoe.logs.export._forcing import expert_loss_matrix as expert_loss_matrix
+from infomoe.logs.export._forcing import forced_routing as forced_routing
 from infomoe.logs.export._hf import ADAPTERS as ADAPTERS
 from infomoe.logs.export._hf import TINY_ARCHS as TINY_ARCHS
 from infomoe.logs.export._hf import get_adapter as get_adapter
@@ -31,6 +41,7 @@ from infomoe.logs.export._jax import routing_from_intermediates as routing_from_
 from infomoe.logs.export._jax import write_intermediates as write_intermediates
 from infomoe.logs.export._torch import RoutingRecorder as RoutingRecorder
 
-__all__ = ["ADAPTERS", "TINY_ARCHS", "RouterAdapter", "RouterSignatureError", "RouterSite", "RoutingRecorder",
-           "find_leaves", "get_adapter", "router_indices_to_ids", "router_mask_to_ids",
+__all__ = ["ADAPTERS", "TINY_ARCHS", "ExpertLosses", "FrontierPoint", "RouterAdapter", "RouterSignatureError",
+           "RouterSite", "RoutingRecorder", "expert_loss_matrix", "find_leaves", "forced_routing", "get_adapter",
+           "rate_lower_bound", "router_frontier_point", "router_indices_to_ids", "router_mask_to_ids",
            "routing_from_intermediates", "tiny_config", "tiny_model", "write_intermediates"]
