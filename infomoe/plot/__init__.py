@@ -18,6 +18,8 @@ _LAZY = {
     "layer_information": "infomoe.plot._logs",
     "bank_bounds": "infomoe.plot._bank",
     "bank_accuracy_rate": "infomoe.plot._bank",
+    "comparison_plot": "infomoe.plot._compare",
+    "saturation_plot": "infomoe.plot._compare",
 }
 
 __all__ = sorted(_LAZY)
