@@ -25,6 +25,7 @@ _COMMANDS = {
     "demo": "infomoe.bank._cli",
     "report": "infomoe.logs._cli",
     "export": "infomoe.logs.export._cli",
+    "compare": "infomoe.logs._compare_cli",
 }
 
 
