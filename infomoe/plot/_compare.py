@@ -131,5 +131,8 @@ def saturation_plot(curve, *, per_layer: bool = False, ax=None):
     ax.set_xlabel("training step" if curve.step_source != "list position" else "checkpoint")
     ax.set_ylabel("agreement with the reference")
     ax.set_title(f"router saturation ({len(curve.layer_ids)} layers, mean)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")
     return ax
