@@ -54,6 +54,9 @@ class ImportResult:
     num_replicas_skipped : int
         Records dropped as replicas of records already imported (see each
         importer's merge rule).
+    num_merged : int
+        Records merged into the tokens of another record (pipeline stages of
+        the same tokens, further micro-batch passes), default 0.
     """
 
     path: str
@@ -61,6 +64,7 @@ class ImportResult:
     num_count_records: int
     num_shards: int
     num_replicas_skipped: int
+    num_merged: int = 0
 
 
 def content_key(*arrays) -> bytes:

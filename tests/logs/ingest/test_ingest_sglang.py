@@ -93,7 +93,7 @@ def test_stat_mode_counts_and_copies(tmp_path):
     torch.save(payload, tmp_path / "b.pt")                          # the same all-reduced counts again
     with pytest.raises(ValueError, match="`top_k` is required for stat dumps"):
         import_sglang(tmp_path, tmp_path / "x")
-    res = import_sglang(tmp_path, tmp_path / "log", top_k=K)
+    res = import_sglang(tmp_path, tmp_path / "log", top_k=K, count_replicas=1)
     assert (res.num_count_records, res.num_replicas_skipped, res.num_tokens) == (3, 1, 0)
     log = open_log(tmp_path / "log")
     assert log.layer_ids == (1, 2) and log.num_tokens == 0
@@ -114,7 +114,7 @@ def test_unsafe_or_wrong_files(tmp_path):
     rng = np.random.default_rng(0)
     _dump(tmp_path / "tok.pt", [_record(rng, 0, 0, [2])])
     torch.save({"rank": 0, "logical_count": torch.ones((1, L, LOGICAL), dtype=torch.int32)}, tmp_path / "st.pt")
-    with pytest.raises(ValueError, match="mixes stat and per_token"):
+    with pytest.raises(ValueError, match="mixes SGLang recorder modes"):
         import_sglang([tmp_path / "tok.pt", tmp_path / "st.pt"], tmp_path / "log")
     bad = _record(rng, 0, 0, [2])
     bad["topk_ids_of_layer"] = bad["topk_ids_of_layer"][:, :1]
@@ -234,7 +234,7 @@ def run_sglang_fuzz(tmp_path, importer, n_per_token=150, n_stat=60, n_bytes=50, 
             torch.save(obj, os.path.join(d, name))
 
     baselines = {}
-    for name, tree, kw in (("per_token", per_token, {}), ("stat", stat, {"top_k": K})):
+    for name, tree, kw in (("per_token", per_token, {}), ("stat", stat, {"top_k": K, "count_replicas": 1})):
         d = tmp_path / f"base_{name}"
         d.mkdir()
         write(d, tree)
@@ -252,7 +252,7 @@ def run_sglang_fuzz(tmp_path, importer, n_per_token=150, n_stat=60, n_bytes=50, 
         results.append((desc, outcome, detail))
 
     cases = [(c, {}, "per_token") for c in _sglang_cases(rng, per_token, n_per_token, n_phys=P)]
-    cases += [(c, {"top_k": K}, "stat") for c in _sglang_cases(rng, stat, n_stat, n_phys=P)]
+    cases += [(c, {"top_k": K, "count_replicas": 1}, "stat") for c in _sglang_cases(rng, stat, n_stat, n_phys=P)]
     for i, ((desc, tree, expect), kw, mode) in enumerate(cases):
         run(desc, i, tree, kw, expect, baselines[mode])
     base_file = tmp_path / "base_per_token" / "r0.pt"
@@ -320,8 +320,8 @@ def test_physical_ids_are_checked_exactly(tmp_path):
     beyond = rec["topk_ids_of_layer"].clone()
     beyond[2, 1, 0] = P                                            # one past the last physical slot
     _dump(tmp_path / "b.pt", [dict(rec, topk_ids_of_layer=beyond)])
-    with pytest.raises(ValueError, match=rf"b.pt record 0: 'topk_ids_of_layer' \(physical ids\) has {P} at index "
-                                         rf"\[2, 1, 0\], outside \[-1, {P - 1}\]"):
+    with pytest.raises(ValueError, match=rf"b.pt record 0: 'topk_ids_of_layer' \(physical ids\) has an expert id outside "
+                                         rf"\[-1, {P}\): {P} at index \[2, 1, 0\]"):
         import_sglang(tmp_path / "b.pt", tmp_path / "log")
     late = rec["topk_ids_of_layer"].clone()
     late[1, 0, 5] = 3                                              # a routed id after padding columns
@@ -366,17 +366,17 @@ def test_the_physical_to_logical_map_and_sizes_are_checked(tmp_path):
 def test_stat_counts_are_checked_exactly(tmp_path, counts, error, match):
     torch.save({"rank": 0, "logical_count": counts}, tmp_path / "st.pt")
     with pytest.raises(error, match=match):
-        import_sglang(tmp_path / "st.pt", tmp_path / "log", top_k=K)
+        import_sglang(tmp_path / "st.pt", tmp_path / "log", top_k=K, count_replicas=1)
     assert not (tmp_path / "log").exists()
 
 
 def test_stat_rank_and_top_k_are_checked(tmp_path):
     torch.save({"rank": 1.0, "logical_count": torch.ones((1, L, LOGICAL), dtype=torch.int32)}, tmp_path / "st.pt")
     with pytest.raises(TypeError, match=r"st.pt: 'rank' must be an integer, got 1.0"):
-        import_sglang(tmp_path / "st.pt", tmp_path / "log", top_k=K)
+        import_sglang(tmp_path / "st.pt", tmp_path / "log", top_k=K, count_replicas=1)
     torch.save({"rank": 0, "logical_count": torch.ones((1, L, LOGICAL), dtype=torch.int32)}, tmp_path / "st.pt")
     with pytest.raises(ValueError, match=r"`top_k`=5 exceeds the 4 experts"):
-        import_sglang(tmp_path / "st.pt", tmp_path / "log", top_k=5)
+        import_sglang(tmp_path / "st.pt", tmp_path / "log", top_k=5, count_replicas=1)
 
 
 def test_corrupt_dumps_are_refused_naming_the_file(tmp_path):
