@@ -1,7 +1,9 @@
 """Import Megatron-Core router traces (``--moe-routing-trace-path``) as a routing log.
 
-Megatron's ``RouterTracer`` writes, per rank, ``router_trace_rank{r}.jsonl``
-with one JSON object per (step, block, layer)::
+Megatron-Core's ``RouterTracer`` (``megatron/core/transformer/moe/router_trace.py``,
+megatron-core 0.19.2) writes, per rank, ``router_trace_rank{r}.jsonl`` with
+one JSON object per (step, block, layer) -- and, in training, per
+micro-batch and activation recompute::
 
     {"step": 0, "stage": "pre_dispatch", "block": "decoder", "layer": 3, "rank": 0,
      "num_tokens": 128, "topk": 8, "top_indices": [[12, 45, ...], ...]}
@@ -26,7 +28,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -43,7 +45,7 @@ from infomoe.logs.ingest._common import (
     staged_log_dir,
 )
 
-__all__ = ["import_megatron", "read_bf16"]
+__all__ = ["import_megatron", "import_megatron_requests", "read_bf16"]
 
 _RANK_RE = re.compile(r"router_trace_rank(\d+)\.jsonl$")
 
@@ -195,8 +197,11 @@ def _read_jsonl(path: Path, block: str) -> list[dict]:
                 n = check_int(rec["num_tokens"], f"{where}: 'num_tokens'", minimum=0)
                 if n != ids.shape[0]:
                     raise ValueError(f"{where}: num_tokens={n} but top_indices has {ids.shape[0]} rows.")
+            mtp_idx = rec.get("mtp_idx")
+            if mtp_idx is not None:
+                mtp_idx = check_int(mtp_idx, f"{where}: 'mtp_idx'", minimum=0, maximum=999)
             out.append({"where": where, "path": path, "step": step, "layer": layer, "rank": rank,
-                        "ids": ids, "k": k, "raw": rec})
+                        "mtp_idx": mtp_idx, "ids": ids, "k": k, "raw": rec})
     return out
 
 
@@ -215,8 +220,31 @@ def _logit_shape(rec: dict, *, required: bool) -> Optional[tuple]:
     return int(shape[0]), int(shape[1])
 
 
+def _groups_of(pipelines, ranks) -> dict:
+    """rank -> (group index, stage index) from `pipelines` (default: every rank its own group)."""
+    if pipelines is None:
+        return {r: (r, 0) for r in ranks}
+    if isinstance(pipelines, (str, bytes)) or not isinstance(pipelines, Iterable):
+        raise TypeError(f"`pipelines` must be a list of rank lists (the stages of each pipeline), got "
+                        f"{describe(pipelines)}.")
+    out = {}
+    for g, group in enumerate(pipelines):
+        if isinstance(group, (str, bytes)) or not isinstance(group, Iterable):
+            raise TypeError(f"`pipelines`[{g}] must be a list of ranks, got {describe(group)}.")
+        for s, r in enumerate(group):
+            r = check_int(r, f"`pipelines`[{g}][{s}]", minimum=0, maximum=INT32_MAX)
+            if r in out:
+                raise ValueError(f"`pipelines` lists rank {r} twice.")
+            out[r] = (min(check_int(x, "`pipelines` rank", minimum=0) for x in group), s)
+    missing = sorted(set(ranks) - set(out))
+    if missing:
+        raise ValueError(f"`pipelines` does not list the ranks {missing} that wrote traces.")
+    return out
+
+
 def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_experts: Optional[int] = None,
-                    block: str = "decoder", logits: bool = False, deduplicate: bool = True,
+                    block: str = "decoder", logits: bool = False, deduplicate: bool = True, layer_base: int = 0,
+                    layer_offsets: Optional[Mapping[int, int]] = None, pipelines=None,
                     model_id: Optional[str] = None, score_function: str = "softmax",
                     metadata: Optional[dict] = None):
     """Convert Megatron router traces into a routing log.
@@ -233,9 +261,25 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
     block : str
         Which records to import: ``"decoder"`` (default) or ``"mtp"``.
     logits : bool
-        Also import router logits from ``logits_rank{r}.bin``.
+        Also import router logits from ``logits_rank{r}.bin``; each row's
+        ids are then sorted by logit (the gate weight's order), and the
+        manifest says ``topk_order="descending"``.
     deduplicate : bool
         Drop replicated records (see Notes).
+    layer_base : {0, 1}
+        What the records' ``layer`` counts from: 0 for the forward-hook path
+        (``decoder.layers.<i>``, default), 1 for ``RouterTracer.record_indices``
+        called with Megatron's 1-based ``layer_number`` (the inference
+        engine's ``RouterReplay`` path).  Log layer ids are 0-based.
+    layer_offsets : mapping rank -> int, optional
+        Pipeline parallel: the global index of the first layer of each
+        rank's stage (the hook path writes stage-local ``decoder.layers.<i>``).
+        Ranks not listed get 0.
+    pipelines : list of rank lists, optional
+        Pipeline parallel: the ranks of the stages of each pipeline (they
+        hold the same tokens), e.g. ``[[0, 2], [1, 3]]`` for DP=2, PP=2; their
+        records of one step and micro-batch are merged into one token block.
+        Default: every rank holds its own tokens.
     model_id, score_function, metadata
         Manifest fields.
 
@@ -251,34 +295,45 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
         field, a float, bool or string where an integer belongs, a value
         outside its column's range (``rank`` must also match the file's
         rank), ragged ``top_indices``, an expert id outside
-        ``[-1, num_experts)``, a logits block beyond its sidecar.  Nothing is
-        written then: the log is assembled beside `out` and moved there only
-        once complete.
+        ``[-1, num_experts)``, a logits block beyond its sidecar, two stages
+        of one pipeline that disagree on a layer.  Nothing is written then:
+        the log is assembled beside `out` and moved there only once complete.
 
     Notes
     -----
-    One shard per (rank, step): all layers of that rank's tokens in that
-    step, aligned row by row (Megatron's layers of one step see the same
-    tokens of one rank); a layer absent from a step is written as ``-1``.
-    Columns ``step`` and ``rank`` come from the records; Megatron keeps no
-    sequence ids or positions.  Megatron takes the ids from
-    ``routing_map.nonzero()`` (ascending expert id, not by score), so the
-    manifest says ``topk_order="unordered"``.
+    A layer is identified by ``(block, mtp_idx, layer)`` as the tracer does.
+    MTP heads (``block="mtp"``) become layer ids ``mtp_idx * S + layer``
+    with ``S`` the number of inner layers per head (the map is in the
+    manifest metadata ``mtp_layers``).
+
+    Micro-batches: in training, every micro-batch (and every activation
+    recompute) of a step writes one record per layer.  The ``m``-th distinct
+    record of a layer in a (rank, step) is micro-batch ``m``; a record
+    byte-identical to an earlier one of the same layer and step is a
+    recompute and is skipped.  One shard per (pipeline, step, micro-batch):
+    the layers of its tokens, aligned row by row; a layer absent there is
+    written as ``-1``.  Columns ``step`` and ``rank`` (the pipeline's lowest
+    rank) come from the records; Megatron keeps no sequence ids or
+    positions.  Megatron's hook path takes the ids from
+    ``routing_map.nonzero()`` (ascending expert id, not by score), so
+    without logits the manifest says ``topk_order="unordered"``.  Virtual
+    pipeline chunks number their layers locally too and cannot be told
+    apart from micro-batches in the trace; import them per chunk.
 
     Merging ranks without double counting: ranks that hold different tokens
     (data/sequence/context parallel) write different traces, ranks that
     replicate the same tokens (tensor parallel without sequence parallel,
-    expert parallel replicas) write identical ones.  A (rank, step) group
-    whose ``block``/``layer`` set and ``top_indices`` arrays are
-    byte-identical to a group already imported for the same step is treated
-    as a replica and skipped (``deduplicate=False`` keeps everything).  Two
-    data-parallel ranks that route identical token streams identically would
-    also be merged; give them different steps or pass ``deduplicate=False``.
+    expert parallel replicas) write identical ones.  A block whose
+    layer set and ``top_indices`` arrays are byte-identical to one already
+    imported for the same step and micro-batch is treated as a replica and
+    skipped (``deduplicate=False`` keeps everything).  Two data-parallel
+    ranks that route identical token streams identically would also be
+    merged; give them different steps or pass ``deduplicate=False``.
 
     References
     ----------
-    Megatron-Core ``megatron/core/transformer/moe/router_trace.py`` (trace
-    format); no equation.
+    Megatron-Core ``megatron/core/transformer/moe/router_trace.py``
+    (``RouterTracer``, 0.19.2); no equation.
 
     Examples
     --------
@@ -301,31 +356,70 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
         raise TypeError(f"`block` must be a string ('decoder' or 'mtp'), got {describe(block)}.")
     if num_experts is not None:
         num_experts = check_num_experts(num_experts, "`num_experts`")
+    layer_base = check_int(layer_base, "`layer_base`", minimum=0, maximum=1)
+    offsets = {}
+    if layer_offsets is not None:
+        if not isinstance(layer_offsets, Mapping):
+            raise TypeError(f"`layer_offsets` must map rank -> first global layer, got {describe(layer_offsets)}.")
+        offsets = {check_int(r, "`layer_offsets` rank", minimum=0, maximum=INT32_MAX):
+                   check_int(o, f"`layer_offsets`[{r}]", minimum=0, maximum=MAX_LAYER_ID)
+                   for r, o in layer_offsets.items()}
     want_logits = bool(logits)
     files = _trace_files(source)
-    groups: dict = {}  # (rank, step) -> {layer: record}
-    first_of_layer: dict = {}  # layer -> first record with a known top-k
-    for f in files:
-        for rec in _read_jsonl(f, block):
-            layer, key = rec["layer"], (rec["rank"], rec["step"])
-            if rec["k"] is not None:
-                first = first_of_layer.setdefault(layer, rec)
-                if first["k"] != rec["k"]:
-                    raise ValueError(f"{rec['where']}: layer {layer} has top-k {rec['k']}, "
-                                     f"{first['where']} has {first['k']}.")
-            g = groups.setdefault(key, {})
-            if layer in g:
-                raise ValueError(f"{rec['where']}: layer {layer} appears twice in rank {key[0]}, step {key[1]} "
-                                 f"(first at {g[layer]['where']}); traces with several micro-batches per step "
-                                 "are not supported.")
-            g[layer] = rec
-    if not groups:
+    recs = [rec for f in files for rec in _read_jsonl(f, block)]
+    if not recs:
         raise ValueError(f"no {block!r} records in {[str(f) for f in files]}.")
-    records = [r for g in groups.values() for r in g.values()]
+    stride = 1 + max(r["layer"] for r in recs) if block == "mtp" else None
+    mtp_map = {}
+    for r in recs:
+        layer = r["layer"] - layer_base
+        if layer < 0:
+            raise ValueError(f"{r['where']}: 'layer' is {r['layer']}, below `layer_base`={layer_base} (records of "
+                             "the hook path count layers from 0; pass layer_base=0).")
+        if block == "mtp":
+            head = r["mtp_idx"] or 0
+            layer = head * (stride - layer_base) + layer
+            mtp_map[layer] = [head, r["layer"]]
+        layer += offsets.get(r["rank"], 0)
+        if layer > MAX_LAYER_ID:
+            raise ValueError(f"{r['where']}: global layer {layer} exceeds {MAX_LAYER_ID}.")
+        r["lid"] = layer
+    group_of = _groups_of(pipelines, {r["rank"] for r in recs})
+
+    # micro-batches: the m-th distinct record of a layer in a (rank, step); identical repeats are recomputes
+    occurrences: dict = {}   # (rank, step, lid) -> [content keys]
+    blocks: dict = {}        # (group, step, m) -> {lid: record}
+    first_of_layer: dict = {}
+    skipped = merged = recomputed = 0
+    for r in recs:
+        lid = r["lid"]
+        if r["k"] is not None:
+            first = first_of_layer.setdefault(lid, r)
+            if first["k"] != r["k"]:
+                raise ValueError(f"{r['where']}: layer {lid} has top-k {r['k']}, {first['where']} has {first['k']}.")
+        seen = occurrences.setdefault((r["rank"], r["step"], lid), [])
+        ck = content_key(r["ids"])
+        if ck in seen:
+            recomputed += 1
+            continue
+        m = len(seen)
+        seen.append(ck)
+        g = blocks.setdefault((group_of[r["rank"]][0], r["step"], m), {})
+        if lid in g:
+            other = g[lid]
+            if other["rank"] != r["rank"] and np.array_equal(other["ids"], r["ids"]):
+                skipped += 1
+                continue
+            raise ValueError(f"{r['where']}: layer {lid} of step {r['step']}, micro-batch {m} was already written by "
+                             f"{other['where']} (rank {other['rank']}) in the same pipeline; check `pipelines` and "
+                             "`layer_offsets`.")
+        g[lid] = r
+    records = [r for g in blocks.values() for r in g.values()]
     for r in records:
-        if r["layer"] not in first_of_layer:
-            raise ValueError(f"{r['where']}: layer {r['layer']} has only empty records and no 'topk' field, "
+        if r["lid"] not in first_of_layer:
+            raise ValueError(f"{r['where']}: layer {r['lid']} has only empty records and no 'topk' field, "
                              "so its top-k is unknown.")
+    merged = sum(len({x["rank"] for x in g.values()}) - 1 for g in blocks.values())
 
     shapes = {}
     if want_logits or num_experts is None:
@@ -362,33 +456,43 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
         if top_k[lid] > num_experts:
             raise ValueError(f"{first_of_layer[lid]['where']}: layer {lid} chooses {top_k[lid]} experts of "
                              f"num_experts={num_experts}.")
-    for (rank, step), g in groups.items():
+    for (grp, step, m), g in blocks.items():
         n = {lid: r["ids"].shape[0] for lid, r in g.items()}
         if len(set(n.values())) != 1:
             where = next(iter(g.values()))["where"]
-            raise ValueError(f"{where}: rank {rank}, step {step}: layers have different token counts {n}.")
+            raise ValueError(f"{where}: rank {grp}, step {step}, micro-batch {m}: layers have different token "
+                             f"counts {n}.")
         if want_logits and set(g) != set(layer_ids):
             missing = sorted(set(layer_ids) - set(g))
-            raise ValueError(f"{next(iter(g.values()))['where']}: rank {rank}, step {step} has no record of "
-                             f"layer(s) {missing}, so its logits cannot be aligned; import without logits.")
+            raise ValueError(f"{next(iter(g.values()))['where']}: rank {grp}, step {step}, micro-batch {m} has no "
+                             f"record of layer(s) {missing}, so its logits cannot be aligned; import without logits.")
 
-    meta = {"megatron_block": block, "merge_rule": "(rank, step) groups byte-identical to one already "
-            "imported for the same step are replicas and are skipped" if deduplicate else "none"}
+    meta = {"megatron_block": block, "layer_base": layer_base,
+            "merge_rule": "blocks byte-identical to one already imported for the same step and micro-batch are "
+                          "replicas and are skipped" if deduplicate else "none",
+            "micro_batches": "the m-th distinct record of a layer in a (rank, step) is micro-batch m; identical "
+                             f"repeats are activation recomputes ({recomputed} skipped)"}
+    if offsets:
+        meta["layer_offsets"] = {str(r): o for r, o in sorted(offsets.items())}
+    if pipelines is not None:
+        meta["pipelines"] = sorted({g for g, _ in group_of.values()})
+    if mtp_map:
+        meta["mtp_layers"] = {str(l): v for l, v in sorted(mtp_map.items())}
     meta.update(metadata or {})
-    seen: set = set()
-    skipped = tokens = shards = 0
+    seen_blocks: set = set()
+    tokens = shards = 0
     with staged_log_dir(out) as tmp, \
             LogWriter(tmp, source="megatron", layers=[LayerSpec(lid, num_experts, top_k[lid]) for lid in layer_ids],
-                      model_id=model_id, score_function=score_function, topk_order="unordered",
-                      metadata=meta) as w:
-        for (rank, step), g in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+                      model_id=model_id, score_function=score_function,
+                      topk_order="descending" if want_logits else "unordered", metadata=meta) as w:
+        for (grp, step, m), g in sorted(blocks.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
             n_tok = next(iter(g.values()))["ids"].shape[0]
             if deduplicate:
-                key = (step, tuple(sorted(g)), content_key(*[g[lid]["ids"] for lid in sorted(g)]))
-                if key in seen:
+                key = (step, m, tuple(sorted(g)), content_key(*[g[lid]["ids"] for lid in sorted(g)]))
+                if key in seen_blocks:
                     skipped += 1
                     continue
-                seen.add(key)
+                seen_blocks.add(key)
             if n_tok == 0:
                 continue
             ids = {lid: (g[lid]["ids"] if lid in g else np.full((n_tok, top_k[lid]), -1, np.int64))
@@ -399,7 +503,7 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
                 for lid in layer_ids:
                     r = g[lid]
                     raw = r["raw"]
-                    sidecar = r["path"].parent / f"logits_rank{rank}.bin"
+                    sidecar = r["path"].parent / f"logits_rank{r['rank']}.bin"
                     offset = check_int(raw["logit_offset"], f"{r['where']}: 'logit_offset'", minimum=0)
                     nbytes = check_int(raw["logit_bytes"], f"{r['where']}: 'logit_bytes'", minimum=0)
                     try:
@@ -409,8 +513,148 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
                     if np.isnan(lg[lid]).any():
                         raise ValueError(f"{r['where']}: the logits block in {sidecar.name} holds NaN; the "
                                          "sidecar is corrupted.")
+                    ids[lid] = _sort_by_logit(ids[lid], lg[lid])
                 kw["router_logits"] = lg
+            rank = min(r["rank"] for r in g.values())
             w.append(ids, step=np.full(n_tok, step, np.int64), rank=np.full(n_tok, rank, np.int64), **kw)
             tokens += n_tok
             shards += 1
-    return ImportResult(str(out), tokens, 0, shards, skipped)
+    return ImportResult(str(out), tokens, 0, shards, skipped, merged)
+
+
+def _sort_by_logit(ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Each row's ids in descending order of their logit (ties: lower id first); ``-1`` last.
+
+    Softmax and sigmoid gate weights are increasing in the logit, so this is
+    the order of the gate weights (an expert bias changes which experts are
+    chosen, not their weights).
+
+    Examples
+    --------
+    >>> _sort_by_logit(np.array([[0, 2, -1]]), np.array([[0.1, 5.0, 3.0]], np.float32)).tolist()
+    [[2, 0, -1]]
+    """
+    val = np.where(ids >= 0, np.take_along_axis(logits, np.clip(ids, 0, None), axis=1), -np.inf)
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -val), axis=-1)
+    return np.take_along_axis(ids, order, axis=1)
+
+
+# ----------------------------------------------------------------------------- per-request routing indices
+def _request_parts(item, i):
+    """(routing array, token ids or None, where) of one Megatron inference request or completion choice."""
+    where = f"request {i}"
+    if isinstance(item, dict):
+        if "choices" in item:
+            raise ValueError(f"{where}: a completions response; pass its 'choices' (one item per choice).")
+        for key in ("moe_topk_indices", "routing_indices", "prompt_moe_topk_indices"):
+            if item.get(key) is not None:
+                arr, field = item[key], key
+                break
+        else:
+            raise ValueError(f"{where}: no 'moe_topk_indices', 'routing_indices' or 'prompt_moe_topk_indices' "
+                             "(enable routing recording in the inference engine).")
+        prompt = item.get("prompt_token_ids", item.get("prompt_tokens"))
+        generated = item.get("generation_token_ids", item.get("generated_tokens"))
+    else:
+        arr, field = getattr(item, "routing_indices", None), "routing_indices"
+        if arr is None:
+            raise ValueError(f"{where}: the request has no routing_indices (enable routing recording).")
+        prompt, generated = getattr(item, "prompt_tokens", None), getattr(item, "generated_tokens", None)
+    parts = []
+    for x, name in ((prompt, "prompt tokens"), (generated, "generated tokens")):
+        if x is not None:
+            if type(x).__module__.split(".")[0] == "torch":
+                x = x.detach().cpu().numpy()
+            parts.append(int_array(np.asarray(x) if isinstance(x, (list, tuple)) and not x else x,
+                                   f"{where}: {name}", ndim=1, minimum=0, maximum=INT32_MAX))
+    tokens = np.concatenate(parts) if parts else None
+    return int_array(arr, f"{where}: {field!r} [tokens, num_layers, topk]", ndim=3, minimum=-1), tokens, where
+
+
+def import_megatron_requests(requests: Iterable, out, *, num_experts: int, layer_ids=None,
+                             request_ids=None, labels=None, shard_tokens: int = 1 << 20,
+                             model_id: Optional[str] = None, score_function: str = "softmax",
+                             metadata: Optional[dict] = None):
+    """Convert Megatron inference routing indices (per request) into a routing log.
+
+    Parameters
+    ----------
+    requests : iterable
+        One item per request: a ``DynamicInferenceRequest`` (or any object
+        with ``routing_indices``, ``prompt_tokens``, ``generated_tokens``),
+        its ``serialize()`` dict, or a choice of the ``/v1/completions``
+        response (``moe_topk_indices`` -- or only ``prompt_moe_topk_indices``
+        --, ``prompt_token_ids``, ``generation_token_ids``).
+    out : str or os.PathLike
+        Log directory to create (must not exist, or be empty).
+    num_experts : int
+        Experts per MoE layer.
+    layer_ids : sequence of int, optional
+        Layer id of each entry of the layer axis (the MoE layers, in the order
+        of ``RouterReplay`` instances); default ``0..num_layers-1``.
+    request_ids, labels, shard_tokens, model_id, score_function, metadata
+        As for :func:`~infomoe.logs.ingest.import_vllm`.
+
+    Returns
+    -------
+    ImportResult
+
+    Notes
+    -----
+    ``routing_indices`` is ``[prompt_len + generated - 1, num_moe_layers,
+    topk]`` (``megatron/core/inference/inference_request.py``,
+    megatron-core 0.19.2; the last generated token is never routed): row
+    ``t`` is position ``t`` and gets token id ``(prompt + generated)[t]``.
+    The completions endpoint returns the same array as ``moe_topk_indices``
+    and its first ``prompt_len`` rows as ``prompt_moe_topk_indices``.
+    ``topk_order="unordered"`` (the recorded ``top_indices`` follow the
+    routing's ``torch.topk`` over possibly biased scores, not the gate
+    weights).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> choice = {"prompt_token_ids": [3, 4], "generation_token_ids": [5],
+    ...           "moe_topk_indices": [[[0, 1]], [[2, 3]]]}
+    >>> import_megatron_requests([choice], os.path.join(tempfile.mkdtemp(), "log"), num_experts=4).num_tokens
+    2
+    """
+    from infomoe._validate import check_positive_int
+    from infomoe.logs.ingest._requests import Request, clean_ids, moe_layer_axis, write_requests
+    from infomoe.logs.ingest._vllm import _per_request
+
+    num_experts = check_num_experts(num_experts, "`num_experts`")
+    shard_tokens = check_positive_int(shard_tokens, "shard_tokens")
+    if isinstance(requests, (str, bytes, os.PathLike, dict)) or not isinstance(requests, Iterable):
+        raise TypeError(f"`requests` must be a list with one item per request, got {describe(requests)}.")
+    items = list(requests)
+    if not items:
+        raise ValueError("`requests` is empty; at least one request is needed.")
+    request_ids = _per_request(request_ids, "request_ids", len(items))
+    labels = _per_request(labels, "labels", len(items))
+    if request_ids is not None:
+        request_ids = [check_int(x, f"`request_ids`[{i}]", minimum=0, maximum=INT64_MAX)
+                       for i, x in enumerate(request_ids)]
+        if len(set(request_ids)) != len(items):
+            raise ValueError("`request_ids` must be distinct.")
+    if labels is not None:
+        labels = [check_int(x, f"`labels`[{i}]", minimum=-1, maximum=INT32_MAX) for i, x in enumerate(labels)]
+    reqs = []
+    for i, item in enumerate(items):
+        a, toks, where = _request_parts(item, i)
+        if a.shape[1] < 1 or a.shape[2] < 1:
+            raise ValueError(f"{where}: routing indices have [layers, topk] = {list(a.shape[1:])}; both must be >= 1.")
+        if reqs and a.shape[1:] != reqs[0].ids.shape[1:]:
+            raise ValueError(f"routing indices of {where} have [layers, topk] = {list(a.shape[1:])}, request 0 has "
+                             f"{list(reqs[0].ids.shape[1:])}.")
+        clean_ids(a, num_experts, f"routing indices of {where}")
+        reqs.append(Request(a, 0, toks, i if request_ids is None else request_ids[i],
+                            None if labels is None else labels[i], where))
+    if layer_ids is None:
+        layer_ids = list(range(reqs[0].ids.shape[1]))
+    axis, lids, _ = moe_layer_axis(reqs, layer_ids=layer_ids)
+    meta = {"megatron_field": "DynamicInferenceRequest.routing_indices / completions moe_topk_indices"}
+    meta.update(metadata or {})
+    return write_requests(reqs, out, source="megatron", num_experts=num_experts, axis=axis, layer_ids=lids,
+                          shard_tokens=shard_tokens, model_id=model_id, score_function=score_function,
+                          topk_order="unordered", metadata=meta)
