@@ -535,3 +535,31 @@ def test_cli_refuses_an_output_file(pair, tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert main(["compare", a.path, b.path, "--out", str(tmp_path / "f")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_ami_large_sample_expectation_when_the_exact_one_is_too_costly(tmp_path):
+    import warnings
+
+    rng = np.random.default_rng(5)
+    n, E = 4000, 8
+    x = rng.integers(0, E, n)
+    y = np.where(rng.random(n) < 0.6, x, rng.integers(0, E, n))
+    a = _log(tmp_path, "a", x[:, None], num_experts=E)
+    b = _log(tmp_path, "b", y[:, None], num_experts=E)
+    exact = compare_logs(a, b, match="order")
+    assert exact.ami[0] == pytest.approx(adjusted_mutual_info_score(x, y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # a note, not a RuntimeWarning
+        approx = compare_logs(a, b, match="order", max_ami_terms=1)
+    # E[I] ~ (K-1)^2 / (2n): the two agree to far better than the AMI's own noise
+    assert approx.ami[0] == pytest.approx(exact.ami[0], abs=2e-3)
+    assert any("large-sample expected MI" in w for w in approx.warnings)
+    # more label pairs than tokens: no affordable expectation
+    xs = _random_sets(rng, 30, 1, 12, 4)
+    c = _log(tmp_path, "c", xs, num_experts=12)
+    d = _log(tmp_path, "d", _perturb(rng, xs, 0.5, 12), num_experts=12)
+    with pytest.warns(RuntimeWarning, match="ami is NaN"):
+        s = compare_logs(c, d, match="order", ami_label="set", max_ami_terms=1)
+    assert np.isnan(s.ami[0]) and not np.isnan(s.jaccard[0])
+    with pytest.raises(ValueError, match="`max_ami_terms`"):
+        compare_logs(a, b, max_ami_terms=0)
