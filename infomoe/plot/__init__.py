@@ -16,6 +16,7 @@ _LAZY = {
     "coherence_trace": "infomoe.plot._routing",
     "load_heatmap": "infomoe.plot._logs",
     "layer_information": "infomoe.plot._logs",
+    "coactivation_heatmap": "infomoe.plot._logs",
     "bank_bounds": "infomoe.plot._bank",
     "bank_accuracy_rate": "infomoe.plot._bank",
     "comparison_plot": "infomoe.plot._compare",
