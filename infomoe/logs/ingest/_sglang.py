@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -41,6 +42,8 @@ import numpy as np
 from infomoe.logs.ingest._common import (
     INT32_MAX,
     INT64_MAX,
+    MAX_EXPERTS,
+    MAX_LAYER_ID,
     ImportResult,
     check_int,
     check_num_experts,
@@ -87,9 +90,9 @@ def _files(source) -> list[Path]:
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():
-            files = sorted(p.glob("*.pt"))
+            files = sorted(p.glob("*.pt")) or sorted(p.glob("*.csv"))
             if not files:
-                raise FileNotFoundError(f"no .pt files in {p}.")
+                raise FileNotFoundError(f"no .pt (or .csv) files in {p}.")
             return files
         return [p]
     if isinstance(source, (bytes, bytearray)) or not isinstance(source, Iterable):
@@ -223,6 +226,13 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
         num_experts = check_num_experts(num_experts, "`num_experts`")
     if count_replicas is not None:
         count_replicas = check_int(count_replicas, "`count_replicas`", minimum=1, maximum=1 << 20)
+    if any(f.suffix == ".csv" for f in files):
+        if not all(f.suffix == ".csv" for f in files):
+            raise ValueError(f"`source` mixes .csv and .pt dumps ({[str(f) for f in files]}); import them into "
+                             "separate logs.")
+        return _import_csv(files, out, top_k=top_k, num_experts=num_experts, drop_empty=drop_empty_layers,
+                           deduplicate=deduplicate, model_id=model_id, score_function=score_function,
+                           metadata=metadata, LayerSpec=LayerSpec, LogWriter=LogWriter)
     dumps = [(f, load_sglang_dump(f)) for f in files]
     modes = {_mode(f, d) for f, d in dumps}
     if len(modes) != 1:
@@ -554,6 +564,96 @@ def _import_stat(dumps, out, *, top_k, num_experts, drop_empty, deduplicate, cou
             windows += c.shape[0]
             shards += 1
     return ImportResult(str(out), 0, windows, shards, skipped)
+
+
+# ----------------------------------------------------------------------------- per-rank CSV (sglang <= 0.4.5)
+_CSV_RANK = re.compile(r"expert_distribution_rank(\d+)_")
+_CSV_INT = re.compile(r"-?[0-9]{1,19}")
+
+
+def _read_csv(f: Path) -> dict:
+    """``{(layer, expert): count}`` of one ``expert_distribution_rank{r}_timestamp{t}.csv``."""
+    try:
+        text = f.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{f}: not UTF-8 text (byte {exc.start}); not an SGLang expert-distribution CSV.") from None
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "layer_id,expert_id,count":
+        raise ValueError(f"{f}: the first line must be the header 'layer_id,expert_id,count', got "
+                         f"{describe(lines[0] if lines else '')}.")
+    out = {}
+    for n, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        cells = line.strip().split(",")
+        if len(cells) != 3 or not all(_CSV_INT.fullmatch(c) for c in cells):
+            hint = " ('UNKNOWN' layer: the recorder ran outside a MoE layer)" if cells[0] == "UNKNOWN" else ""
+            raise ValueError(f"{f}:{n}: expected three integers 'layer_id,expert_id,count', got "
+                             f"{describe(line)}{hint}.")
+        layer, expert, count = (int(c) for c in cells)
+        check_int(layer, f"{f}:{n}: layer_id", minimum=0, maximum=MAX_LAYER_ID)
+        check_int(expert, f"{f}:{n}: expert_id", minimum=-1, maximum=MAX_EXPERTS)
+        check_int(count, f"{f}:{n}: count", minimum=0, maximum=2**53)
+        if (layer, expert) in out:
+            raise ValueError(f"{f}:{n}: layer {layer}, expert {expert} appears twice.")
+        out[(layer, expert)] = count
+    return out
+
+
+def _import_csv(files, out, *, top_k, num_experts, drop_empty, deduplicate, model_id, score_function, metadata,
+                LayerSpec, LogWriter) -> ImportResult:
+    """Per-rank CSVs of SGLang's first recorder: one count window per rank, replica files imported once."""
+    if top_k is None:
+        raise ValueError("`top_k` is required for CSV dumps: per-expert counts do not reveal how many experts each "
+                         "token chose.")
+    tables = []
+    for f in files:
+        m = _CSV_RANK.search(f.name)
+        rank = int(m.group(1)) if m else 0
+        tables.append((f, check_int(rank, f"{f}: rank in the file name", minimum=0, maximum=INT32_MAX),
+                       _read_csv(f)))
+    ids = [e for _, _, t in tables for (_, e) in t if e >= 0]
+    if num_experts is None:
+        routed = [e for e in ids if e not in (255, 65535)]
+        if not routed:
+            raise ValueError(f"no expert ids in {[str(f) for f in files]}.")
+        num_experts = check_num_experts(max(routed) + 1, "largest expert_id + 1")
+    layers_all = sorted({l for _, _, t in tables for (l, e), c in t.items()
+                         if (c > 0 and 0 <= e < num_experts) or not drop_empty})
+    if not layers_all:
+        raise ValueError(f"no routed counts in {[str(f) for f in files]}.")
+    if top_k > num_experts:
+        raise ValueError(f"`top_k`={top_k} exceeds the {num_experts} experts.")
+    pos = {l: i for i, l in enumerate(layers_all)}
+    seen, skipped, windows, ranks, dropped = set(), 0, [], [], 0
+    for f, rank, t in tables:
+        c = np.zeros((len(layers_all), num_experts), np.int64)
+        for (l, e), n in t.items():
+            if e == -1 or (e >= num_experts and e in (255, 65535)):
+                dropped += n                                  # sentinel slots: not an expert
+                continue
+            if e >= num_experts:
+                raise ValueError(f"{f}: expert_id {e} outside [0, {num_experts}) (`num_experts`).")
+            if l in pos:
+                c[pos[l], e] += n
+        if deduplicate:
+            key = content_key(c)
+            if key in seen:                                   # tensor-parallel ranks record the same tokens
+                skipped += 1
+                continue
+            seen.add(key)
+        windows.append(c)
+        ranks.append(rank)
+    meta = {"sglang_mode": "csv", "files": [f.name for f in files], "sentinel_choices_dropped": dropped,
+            "merge_rule": "per-rank counts (not reduced) summed; files with identical counts are replicas "
+                          "(tensor parallel) and imported once"}
+    meta.update(metadata or {})
+    with staged_log_dir(out) as tmp, \
+            LogWriter(tmp, source="sglang", layers=[LayerSpec(l, num_experts, top_k) for l in layers_all],
+                      model_id=model_id, score_function=score_function, topk_order="unordered",
+                      metadata=meta) as w:
+        w.append_counts(np.stack(windows), rank=np.array(ranks, np.int64))
+    return ImportResult(str(out), 0, len(windows), 1, skipped)
 
 
 # ----------------------------------------------------------------------------- per-request routed experts

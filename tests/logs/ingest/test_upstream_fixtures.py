@@ -204,3 +204,31 @@ def test_vllm_prompt_start_argument_and_explicit_layers(tmp_path):
         import_vllm(arrays, tmp_path / "x", num_experts=60, moe_layers=[1, 4])
     with pytest.raises(ValueError, match="need at least 6"):
         import_vllm(arrays[1:], tmp_path / "y", num_experts=60, prompt_start=2, token_ids=[[1, 2, 3]])
+
+
+def _csv_counts(path):
+    rows = [tuple(map(int, x.split(","))) for x in path.read_text().splitlines()[1:]]
+    return {(l, e): c for l, e, c in rows}
+
+
+def test_sglang_per_rank_csvs_merge(tmp_path):
+    d = FIX / "sglang_csv"
+    res = import_sglang(d, tmp_path / "log", top_k=2)         # was: "no .pt files"
+    assert (res.num_count_records, res.num_replicas_skipped) == (2, 1)    # rank 1 replicates rank 0 (TP)
+    log = open_log(tmp_path / "log")
+    assert log.layer_ids == (0, 1) and log.manifest.topk_order == "unordered"
+    assert log.manifest.metadata["sentinel_choices_dropped"] == 1
+    r0, r2 = (_csv_counts(d / f"expert_distribution_rank{r}_timestamp0.csv") for r in (0, 2))
+    for lid in (0, 1):
+        expect = np.zeros(6, np.int64)
+        for t in (r0, r2):
+            for (l, e), c in t.items():
+                if l == lid and e < 6:
+                    expect[e] += c
+        np.testing.assert_array_equal(log.counts(lid, source="records"), expect)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "expert_distribution_rank0_timestamp0.csv").write_text("layer_id,expert_id,count\nUNKNOWN,3,1\n")
+    with pytest.raises(ValueError, match=r"rank0_timestamp0.csv:2: expected three integers .*'UNKNOWN' layer"):
+        import_sglang(bad, tmp_path / "log2", top_k=2)
+    assert not (tmp_path / "log2").exists()
