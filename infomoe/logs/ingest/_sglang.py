@@ -1,7 +1,7 @@
 """Import SGLang expert-distribution dumps (``/dump_expert_distribution_record``).
 
-SGLang (``python/sglang/srt/eplb/expert_distribution.py``) writes ``.pt``
-files with ``torch.save``:
+SGLang (``python/sglang/srt/eplb/expert_distribution.py``, 0.5.23) writes
+``.pt`` files with ``torch.save``:
 
 ``stat`` mode (``_StatAccumulator.dump``; written by rank 0 only, counts
 already all-reduced over ranks)::
@@ -20,6 +20,18 @@ rows; slots never written are all zero.
                   "topk_ids_of_layer": int32 [L, T, 8] (physical ids, -1 padded),
                   "misc_objects": [...], "global_physical_count": [L, P]}, ...],
      "last_physical_to_logical_map": int [L, P]}
+
+``per_pass`` mode (``_DetailAccumulator`` fed by ``_SelectExpertsSinglePassGatherer``;
+one file per rank): the same, but each record carries only
+``forward_pass_id``, ``rank``, ``gatherer_key`` and this rank's (not reduced)
+``global_physical_count`` ``[L, P]``.
+
+The first recorder (sglang <= 0.4.5, ``python/sglang/srt/managers/expert_distribution.py``)
+wrote one ``expert_distribution_rank{r}_timestamp{t}.csv`` per rank with the
+lines ``layer_id,expert_id,count`` of that rank's (not reduced) counts.
+
+Per-request routed experts (``meta_info["routed_experts"]``) are imported by
+:func:`import_sglang_requests`.
 
 Files are read with ``torch.load(..., weights_only=True)``: only tensors and
 plain containers can be loaded, never arbitrary pickled objects.  Every field
@@ -117,15 +129,16 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     Parameters
     ----------
     source : path or iterable of paths
-        A ``.pt`` file, a directory of them, or a list.  All must be of one
-        mode (``stat`` or ``per_token``).
+        A ``.pt`` file, a directory of them (or of ``.csv`` files), or a
+        list.  All must be of one mode (``stat``, ``per_pass``,
+        ``per_token``, or the per-rank CSVs).
     out : str or os.PathLike
         Log directory to create (must not exist, or be empty).
     top_k : int, optional
         Experts per token.  ``per_token``: default is the largest number of
         non-padding ids of any token (columns beyond it, all ``-1``, are
         cut; a routed id beyond column `top_k` is an error, never dropped).
-        ``stat``: required (counts do not reveal it).
+        ``stat``, ``per_pass`` and CSV: required (counts do not reveal it).
     num_experts : int, optional
         Logical experts per layer (default: ``max(physical_to_logical) + 1``
         for ``per_token``, at most the number of physical slots; the last
@@ -141,6 +154,12 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
         zero counts throughout.
     deduplicate : bool
         Skip replicated records (see Notes).
+    count_replicas : int
+        ``stat`` only, and required there: how many ranks route each token
+        (the TP size under plain tensor parallelism, where every TP rank runs
+        the router on the same tokens; 1 when each rank routes its own
+        tokens).  SGLang all-reduces the counts with SUM, so they are divided
+        by it (a count that is not a multiple is an error).
     model_id, score_function, metadata
         Manifest fields.
 
@@ -162,7 +181,10 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     -----
     ``stat`` files become aggregate count records (one window per buffered
     step, all-zero slots of SGLang's circular buffer skipped), layer ``l``
-    keeping the logical counts ``logical_count[:, l, :]``.
+    keeping the logical counts ``logical_count[:, l, :] // count_replicas``.
+    ``per_pass`` records become one count window per (forward pass, rank),
+    physical counts summed into logical ones through the map (SGLang's own
+    ``scatter_add``); CSV files one window per rank.
 
     ``per_token`` records become token shards, one per forward pass:
     ``token_id`` = ``input_ids``, ``position`` = ``positions``, ``step`` =
@@ -170,19 +192,28 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     requests of a forward pass using ``extend_seq_lens`` (prefill/extend
     batches) or one request per token (decode), counting up across passes.
     SGLang dumps no request ids, so decode tokens of one request are not
-    linked to its prefill.  Padding ids (``-1``) are kept as ``-1``.  SGLang's
+    linked to its prefill.  Padding ids (``-1``) are kept as ``-1``, and so
+    are sentinel slots (``255`` or ``65535`` beyond the slot count, e.g.
+    fused shared experts): they are never an expert id.  SGLang's
     grouped and biased top-k use ``torch.topk(sorted=False)``, so the
     manifest says ``topk_order="unordered"``.
 
     Merging ranks without double counting: ``stat`` dumps are already summed
-    over all ranks (SGLang all-reduces before rank 0 writes), so a ``stat``
-    file whose counts are identical to one already imported is a copy and is
-    skipped.  ``per_token`` files are per rank; ranks that share a batch
+    over all ranks (SGLang all-reduces with SUM before rank 0 writes), which
+    counts a token once per rank that routed it: the counts are divided by
+    `count_replicas`, and a ``stat`` file whose counts are identical to one
+    already imported is a copy and is skipped.  ``per_token`` files are per rank; ranks that share a batch
     (tensor parallel without DP attention) record identical records, ranks
     with their own batches (DP attention) different ones.  A record whose
     ``forward_pass_id``, ``input_ids``, ``positions`` and expert ids equal a
     record already imported is a replica and is skipped (however many padding
-    columns each carries).
+    columns each carries).  Pipeline parallel: each stage records its own
+    layers of the same passes (``-1`` elsewhere); records of one pass with the
+    same ``input_ids`` and ``positions`` that agree on the layers both route
+    and bring new layers are merged into the same tokens
+    (``ImportResult.num_merged``).  ``per_pass`` and CSV counts are per rank
+    and not reduced: identical ones are tensor-parallel replicas (skipped),
+    others are summed.
 
     The ``last_physical_to_logical_map`` is the map at dump time; if EPLB
     rebalanced during recording, earlier records were routed under another
