@@ -231,11 +231,11 @@ def _groups_of(pipelines, ranks) -> dict:
     for g, group in enumerate(pipelines):
         if isinstance(group, (str, bytes)) or not isinstance(group, Iterable):
             raise TypeError(f"`pipelines`[{g}] must be a list of ranks, got {describe(group)}.")
+        group = [check_int(r, f"`pipelines`[{g}][{s}]", minimum=0, maximum=INT32_MAX) for s, r in enumerate(group)]
         for s, r in enumerate(group):
-            r = check_int(r, f"`pipelines`[{g}][{s}]", minimum=0, maximum=INT32_MAX)
             if r in out:
                 raise ValueError(f"`pipelines` lists rank {r} twice.")
-            out[r] = (min(check_int(x, "`pipelines` rank", minimum=0) for x in group), s)
+            out[r] = (min(group), s)
     missing = sorted(set(ranks) - set(out))
     if missing:
         raise ValueError(f"`pipelines` does not list the ranks {missing} that wrote traces.")

@@ -784,14 +784,19 @@ def import_sglang_requests(responses: Iterable, out, *, num_experts: int, num_la
     ((1,), [1, 2], [5, 6])
     """
     from infomoe._validate import check_positive_int
-    from infomoe.logs.ingest._requests import Request, clean_ids, moe_layer_axis, moe_layers_from_config, \
-        write_requests
+    from infomoe.logs.ingest._requests import (
+        Request,
+        _cfg_get,
+        clean_ids,
+        moe_layer_axis,
+        moe_layers_from_config,
+        write_requests,
+    )
     from infomoe.logs.ingest._vllm import _per_request
 
     num_experts = check_num_experts(num_experts, "`num_experts`")
     shard_tokens = check_positive_int(shard_tokens, "shard_tokens")
     if model_config is not None:
-        from infomoe.logs.ingest._requests import _cfg_get
         cfg = _cfg_get(model_config, "text_config") or model_config
         if num_layers is None and _cfg_get(cfg, "num_hidden_layers") is not None:
             num_layers = _cfg_get(cfg, "num_hidden_layers")

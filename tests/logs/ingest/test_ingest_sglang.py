@@ -320,8 +320,8 @@ def test_physical_ids_are_checked_exactly(tmp_path):
     beyond = rec["topk_ids_of_layer"].clone()
     beyond[2, 1, 0] = P                                            # one past the last physical slot
     _dump(tmp_path / "b.pt", [dict(rec, topk_ids_of_layer=beyond)])
-    with pytest.raises(ValueError, match=rf"b.pt record 0: 'topk_ids_of_layer' \(physical ids\) has an expert id outside "
-                                         rf"\[-1, {P}\): {P} at index \[2, 1, 0\]"):
+    with pytest.raises(ValueError, match=rf"b.pt record 0: 'topk_ids_of_layer' \(physical ids\) has an expert id "
+                                         rf"outside \[-1, {P}\): {P} at index \[2, 1, 0\]"):
         import_sglang(tmp_path / "b.pt", tmp_path / "log")
     late = rec["topk_ids_of_layer"].clone()
     late[1, 0, 5] = 3                                              # a routed id after padding columns
