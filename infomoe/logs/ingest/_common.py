@@ -23,7 +23,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-__all__ = ["ImportResult", "content_key", "check_int", "int_array", "describe", "staged_log_dir",
+__all__ = ["ImportResult", "content_key", "check_int", "int_array", "describe", "staged_log_dir", "write_log",
            "check_layer_ids", "check_num_experts", "MAX_LAYER_ID", "MAX_EXPERTS", "INT32_MAX", "INT64_MAX"]
 
 try:  # the log format's own limits (layer ids: 9-digit file keys; experts: tables analyses can allocate)
@@ -305,3 +305,51 @@ def staged_log_dir(out) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_log(out, *, source: str, layers, blocks=(), counts=(), **manifest) -> tuple:
+    """The shared writer of every importer: stage a log, append token blocks and count windows, commit.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        Log directory to create (see :func:`staged_log_dir`).
+    source, layers, **manifest
+        :class:`~infomoe.logs.LogWriter` arguments (``topk_order``,
+        ``metadata``, ...).
+    blocks : iterable of (expert_ids, columns)
+        Token shards: ``expert_ids`` (``{layer_id: (n, k)}`` or ``(n, L, k)``)
+        and the per-token columns (``seq_id``, ``position``, ``token_id``,
+        ``step``, ``rank``, ``router_logits``...); one shard each.  It is
+        consumed inside the staged directory, so an error raised while it is
+        produced leaves nothing at `out`.
+    counts : iterable of (counts, columns)
+        Count shards: ``(window, L, E)`` counts with ``step``/``rank``.
+
+    Returns
+    -------
+    (tokens, windows, shards) : tuple of int
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from infomoe.logs import LayerSpec
+    >>> out = os.path.join(tempfile.mkdtemp(), "log")
+    >>> write_log(out, source="demo", layers=[LayerSpec(0, 4, 1)], blocks=[(np.array([[[1]], [[2]]]), {})])
+    (2, 0, 1)
+    """
+    from infomoe.logs import LogWriter
+
+    tokens = windows = shards = 0
+    with staged_log_dir(out) as tmp, LogWriter(tmp, source=source, layers=layers, **manifest) as w:
+        for ids, columns in blocks:
+            w.append(ids, **columns)
+            first = next(iter(ids.values())) if isinstance(ids, dict) else ids
+            tokens += int(np.shape(first)[0])
+            shards += 1
+        for c, columns in counts:
+            w.append_counts(c, **columns)
+            windows += int(np.shape(c)[0]) if np.ndim(c) == 3 else 1
+            shards += 1
+    return tokens, windows, shards

@@ -42,7 +42,7 @@ from infomoe.logs.ingest._common import (
     content_key,
     describe,
     int_array,
-    staged_log_dir,
+    write_log,
 )
 
 __all__ = ["import_megatron", "import_megatron_requests", "read_bf16"]
@@ -350,7 +350,7 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
     >>> open_log(os.path.join(d, "log")).manifest.source
     'megatron'
     """
-    from infomoe.logs import LayerSpec, LogWriter
+    from infomoe.logs import LayerSpec
 
     if not isinstance(block, str):
         raise TypeError(f"`block` must be a string ('decoder' or 'mtp'), got {describe(block)}.")
@@ -480,11 +480,9 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
         meta["mtp_layers"] = {str(l): v for l, v in sorted(mtp_map.items())}
     meta.update(metadata or {})
     seen_blocks: set = set()
-    tokens = shards = 0
-    with staged_log_dir(out) as tmp, \
-            LogWriter(tmp, source="megatron", layers=[LayerSpec(lid, num_experts, top_k[lid]) for lid in layer_ids],
-                      model_id=model_id, score_function=score_function,
-                      topk_order="descending" if want_logits else "unordered", metadata=meta) as w:
+
+    def token_blocks():
+        nonlocal skipped
         for (grp, step, m), g in sorted(blocks.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
             n_tok = next(iter(g.values()))["ids"].shape[0]
             if deduplicate:
@@ -497,29 +495,35 @@ def import_megatron(source: Union[str, os.PathLike, Iterable], out, *, num_exper
                 continue
             ids = {lid: (g[lid]["ids"] if lid in g else np.full((n_tok, top_k[lid]), -1, np.int64))
                    for lid in layer_ids}
-            kw = {}
+            cols = {"step": np.full(n_tok, step, np.int64),
+                    "rank": np.full(n_tok, min(r["rank"] for r in g.values()), np.int64)}
             if want_logits:
-                lg = {}
+                cols["router_logits"] = {}
                 for lid in layer_ids:
-                    r = g[lid]
-                    raw = r["raw"]
-                    sidecar = r["path"].parent / f"logits_rank{r['rank']}.bin"
-                    offset = check_int(raw["logit_offset"], f"{r['where']}: 'logit_offset'", minimum=0)
-                    nbytes = check_int(raw["logit_bytes"], f"{r['where']}: 'logit_bytes'", minimum=0)
-                    try:
-                        lg[lid] = read_bf16(sidecar, offset, nbytes, shapes[id(r)])
-                    except ValueError as exc:
-                        raise ValueError(f"{r['where']}: {exc}") from None
-                    if np.isnan(lg[lid]).any():
-                        raise ValueError(f"{r['where']}: the logits block in {sidecar.name} holds NaN; the "
-                                         "sidecar is corrupted.")
-                    ids[lid] = _sort_by_logit(ids[lid], lg[lid])
-                kw["router_logits"] = lg
-            rank = min(r["rank"] for r in g.values())
-            w.append(ids, step=np.full(n_tok, step, np.int64), rank=np.full(n_tok, rank, np.int64), **kw)
-            tokens += n_tok
-            shards += 1
+                    cols["router_logits"][lid] = lg = _read_logits(g[lid], shapes[id(g[lid])])
+                    ids[lid] = _sort_by_logit(ids[lid], lg)
+            yield ids, cols
+
+    tokens, _, shards = write_log(
+        out, source="megatron", layers=[LayerSpec(lid, num_experts, top_k[lid]) for lid in layer_ids],
+        blocks=token_blocks(), model_id=model_id, score_function=score_function,
+        topk_order="descending" if want_logits else "unordered", metadata=meta)
     return ImportResult(str(out), tokens, 0, shards, skipped, merged)
+
+
+def _read_logits(r: dict, shape) -> np.ndarray:
+    """The bfloat16 logits block of record `r` from its rank's sidecar, as float32 (errors name the record)."""
+    raw = r["raw"]
+    sidecar = r["path"].parent / f"logits_rank{r['rank']}.bin"
+    offset = check_int(raw["logit_offset"], f"{r['where']}: 'logit_offset'", minimum=0)
+    nbytes = check_int(raw["logit_bytes"], f"{r['where']}: 'logit_bytes'", minimum=0)
+    try:
+        lg = read_bf16(sidecar, offset, nbytes, shape)
+    except ValueError as exc:
+        raise ValueError(f"{r['where']}: {exc}") from None
+    if np.isnan(lg).any():
+        raise ValueError(f"{r['where']}: the logits block in {sidecar.name} holds NaN; the sidecar is corrupted.")
+    return lg
 
 
 def _sort_by_logit(ids: np.ndarray, logits: np.ndarray) -> np.ndarray:

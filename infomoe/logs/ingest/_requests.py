@@ -32,7 +32,7 @@ from infomoe.logs.ingest._common import (
     check_layer_ids,
     describe,
     int_array,
-    staged_log_dir,
+    write_log,
 )
 
 __all__ = ["Request", "SENTINELS", "clean_ids", "moe_layers_from_config", "moe_layer_axis", "write_requests"]
@@ -205,7 +205,7 @@ def write_requests(requests: Sequence[Request], out, *, source: str, num_experts
     ``position`` = ``start + row``; ``token_id`` = ``tokens[start + row]``
     when the request has token ids; ``seq_id`` and ``label`` per request.
     """
-    from infomoe.logs import LayerSpec, LogWriter
+    from infomoe.logs import LayerSpec
 
     if not axis:
         raise ValueError(f"no MoE layer left among the {requests[0].ids.shape[1]} layers of the routed-experts "
@@ -229,26 +229,21 @@ def write_requests(requests: Sequence[Request], out, *, source: str, num_experts
         prepared.append((r, ids))
     meta = dict(metadata)
     meta.setdefault("layer_axis", [int(a) for a in axis])
-    tokens = shards = 0
-    layers = [LayerSpec(l, num_experts, k) for l in layer_ids]
-    with staged_log_dir(out) as tmp, \
-            LogWriter(tmp, source=source, layers=layers, model_id=model_id, score_function=score_function,
-                      topk_order=topk_order, metadata=meta) as w:
+
+    def shard(pending):
+        cols = {key: (np.concatenate([p[key] for p in pending]) if key in pending[0] else None)
+                for key in ("ids", "seq", "pos", "tok", "lab")}
+        return cols["ids"], {"seq_id": cols["seq"], "position": cols["pos"], "token_id": cols["tok"],
+                             "label": cols["lab"]}
+
+    def blocks():
         pending, pending_n = [], 0
-
-        def flush():
-            cols = {key: (np.concatenate([p[key] for p in pending]) if key in pending[0] else None)
-                    for key in ("ids", "seq", "pos", "tok", "lab")}
-            w.append(cols["ids"], seq_id=cols["seq"], position=cols["pos"], token_id=cols["tok"],
-                     label=cols["lab"])
-            return cols["ids"].shape[0]
-
         for r, ids in prepared:
             n = ids.shape[0]
             if n == 0:
                 continue
-            pos = np.arange(r.start, r.start + n, dtype=np.int64)
-            col = {"ids": ids, "seq": np.full(n, r.seq_id, np.int64), "pos": pos}
+            col = {"ids": ids, "seq": np.full(n, r.seq_id, np.int64),
+                   "pos": np.arange(r.start, r.start + n, dtype=np.int64)}
             if with_tokens:
                 col["tok"] = r.tokens[r.start:r.start + n]
             if r.label is not None:
@@ -256,12 +251,14 @@ def write_requests(requests: Sequence[Request], out, *, source: str, num_experts
             pending.append(col)
             pending_n += n
             if pending_n >= shard_tokens:
-                tokens += flush()
-                shards += 1
+                yield shard(pending)
                 pending, pending_n = [], 0
         if pending:
-            tokens += flush()
-            shards += 1
+            yield shard(pending)
+
+    layers = [LayerSpec(l, num_experts, k) for l in layer_ids]
+    tokens, _, shards = write_log(out, source=source, layers=layers, blocks=blocks(), model_id=model_id,
+                                  score_function=score_function, topk_order=topk_order, metadata=meta)
     return ImportResult(str(out), tokens, 0, shards, 0)
 
 

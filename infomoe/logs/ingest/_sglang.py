@@ -62,7 +62,7 @@ from infomoe.logs.ingest._common import (
     content_key,
     describe,
     int_array,
-    staged_log_dir,
+    write_log,
 )
 from infomoe.logs.ingest._requests import clean_ids
 
@@ -248,7 +248,7 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     ...
     TypeError: .../r0.pt record 0: 'positions' must hold integers, found 1.0.
     """
-    from infomoe.logs import LayerSpec, LogWriter
+    from infomoe.logs import LayerSpec
 
     files = _files(source)
     if top_k is not None:
@@ -263,7 +263,7 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
                              "separate logs.")
         return _import_csv(files, out, top_k=top_k, num_experts=num_experts, drop_empty=drop_empty_layers,
                            deduplicate=deduplicate, model_id=model_id, score_function=score_function,
-                           metadata=metadata, LayerSpec=LayerSpec, LogWriter=LogWriter)
+                           metadata=metadata, LayerSpec=LayerSpec)
     dumps = [(f, load_sglang_dump(f)) for f in files]
     modes = {_mode(f, d) for f, d in dumps}
     if len(modes) != 1:
@@ -275,14 +275,13 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     if mode == "stat":
         return _import_stat(dumps, out, top_k=top_k, num_experts=num_experts, drop_empty=drop_empty_layers,
                             deduplicate=deduplicate, count_replicas=count_replicas, model_id=model_id,
-                            score_function=score_function, meta=meta, LayerSpec=LayerSpec, LogWriter=LogWriter)
+                            score_function=score_function, meta=meta, LayerSpec=LayerSpec)
 
     p2l, n_layers, n_phys, n_logical = _physical_to_logical(files, dumps, num_experts)
     if mode == "per_pass":
         return _import_per_pass(dumps, out, p2l=p2l, n_logical=n_logical, top_k=top_k, to_logical=to_logical,
                                 drop_empty=drop_empty_layers, deduplicate=deduplicate, model_id=model_id,
-                                score_function=score_function, meta=meta, LayerSpec=LayerSpec,
-                                LogWriter=LogWriter)
+                                score_function=score_function, meta=meta, LayerSpec=LayerSpec)
 
     # -- per_token ---------------------------------------------------------
     records = []
@@ -345,11 +344,8 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
     if merged:
         meta = dict(meta, pipeline_merge=f"{merged} records of other pipeline stages (same forward pass and "
                                          "tokens, other layers) merged into their tokens")
-    tokens, shards, next_seq = 0, 0, 0
-    with staged_log_dir(out) as tmp, \
-            LogWriter(tmp, source="sglang", layers=layers, model_id=model_id, score_function=score_function,
-                      topk_order="unordered", expert_id_space=space, physical_to_logical=p2l_meta,
-                      metadata=meta) as w:
+    def blocks():
+        next_seq = 0
         for p in passes:
             ids, tok, pos, lens, fpid, rank = p["ids"], p["tok"], p["pos"], p["lens"], p["fpid"], p["rank"]
             n = tok.shape[0]
@@ -362,10 +358,12 @@ def import_sglang(source: Union[str, os.PathLike, Iterable], out, *, top_k: Opti
                 lens = np.ones(n, np.int64)
             seq = next_seq + np.repeat(np.arange(lens.shape[0]), lens)
             next_seq += lens.shape[0]
-            w.append({l: ids[l] for l in keep}, seq_id=seq, position=pos, token_id=tok,
-                     step=np.full(n, fpid, np.int64), rank=np.full(n, rank, np.int64))
-            tokens += n
-            shards += 1
+            yield {l: ids[l] for l in keep}, {"seq_id": seq, "position": pos, "token_id": tok,
+                                              "step": np.full(n, fpid, np.int64), "rank": np.full(n, rank, np.int64)}
+
+    tokens, _, shards = write_log(out, source="sglang", layers=layers, blocks=blocks(), model_id=model_id,
+                                  score_function=score_function, topk_order="unordered", expert_id_space=space,
+                                  physical_to_logical=p2l_meta, metadata=meta)
     return ImportResult(str(out), tokens, 0, shards, skipped, merged)
 
 
@@ -462,7 +460,7 @@ def _merge_passes(records, k, deduplicate):
 
 
 def _import_per_pass(dumps, out, *, p2l, n_logical, top_k, to_logical, drop_empty, deduplicate, model_id,
-                     score_function, meta, LayerSpec, LogWriter) -> ImportResult:
+                     score_function, meta, LayerSpec) -> ImportResult:
     """``per_pass`` recorder mode: one count window per (forward pass, rank) record."""
     if top_k is None:
         raise ValueError("`top_k` is required for per_pass dumps: per-expert counts do not reveal how many "
@@ -512,18 +510,15 @@ def _import_per_pass(dumps, out, *, p2l, n_logical, top_k, to_logical, drop_empt
         space, p2l_meta = "physical", {l: p2l[l].tolist() for l in keep}
     meta = dict(meta, merge_rule="per_pass records are per rank and not reduced; a record equal to one already "
                                  "imported for the same forward pass is a replica (tensor parallel) and skipped")
-    with staged_log_dir(out) as tmp, \
-            LogWriter(tmp, source="sglang", layers=layers, model_id=model_id, score_function=score_function,
-                      topk_order="unordered", expert_id_space=space, physical_to_logical=p2l_meta,
-                      metadata=meta) as w:
-        c = np.stack([x[2][keep] for x in windows])
-        w.append_counts(c, step=np.array([x[0] for x in windows], np.int64),
-                        rank=np.array([x[1] for x in windows], np.int64))
+    counts = [(np.stack([x[2][keep] for x in windows]), {"step": np.array([x[0] for x in windows], np.int64),
+                                                         "rank": np.array([x[1] for x in windows], np.int64)})]
+    write_log(out, source="sglang", layers=layers, counts=counts, model_id=model_id, score_function=score_function,
+              topk_order="unordered", expert_id_space=space, physical_to_logical=p2l_meta, metadata=meta)
     return ImportResult(str(out), 0, len(windows), 1, skipped)
 
 
 def _import_stat(dumps, out, *, top_k, num_experts, drop_empty, deduplicate, count_replicas, model_id,
-                 score_function, meta, LayerSpec, LogWriter) -> ImportResult:
+                 score_function, meta, LayerSpec) -> ImportResult:
     if top_k is None:
         raise ValueError("`top_k` is required for stat dumps: per-expert counts do not reveal how many "
                          "experts each token chose.")
@@ -578,9 +573,8 @@ def _import_stat(dumps, out, *, top_k, num_experts, drop_empty, deduplicate, cou
                 merge_rule=f"stat dumps are all-reduced (SUM) over ranks; counts divided by count_replicas="
                            f"{count_replicas} (ranks routing the same tokens); identical files are copies and "
                            "imported once")
-    with staged_log_dir(out) as tmp, \
-            LogWriter(tmp, source="sglang", layers=[LayerSpec(l, e, top_k) for l in keep], model_id=model_id,
-                      score_function=score_function, topk_order="unordered", metadata=meta) as w:
+    def counts():
+        nonlocal skipped
         for f, rank, c in counts_all:
             if deduplicate:
                 key = content_key(c)
@@ -589,11 +583,12 @@ def _import_stat(dumps, out, *, top_k, num_experts, drop_empty, deduplicate, cou
                     continue
                 seen.add(key)
             c = c[(c > 0).any(axis=(1, 2))]  # unused slots of the circular buffer
-            if c.shape[0] == 0:
-                continue
-            w.append_counts(c[:, keep, :], rank=rank)
-            windows += c.shape[0]
-            shards += 1
+            if c.shape[0]:
+                yield c[:, keep, :], {"rank": rank}
+
+    _, windows, shards = write_log(out, source="sglang", layers=[LayerSpec(l, e, top_k) for l in keep],
+                                   counts=counts(), model_id=model_id, score_function=score_function,
+                                   topk_order="unordered", metadata=meta)
     return ImportResult(str(out), 0, windows, shards, skipped)
 
 
@@ -632,7 +627,7 @@ def _read_csv(f: Path) -> dict:
 
 
 def _import_csv(files, out, *, top_k, num_experts, drop_empty, deduplicate, model_id, score_function, metadata,
-                LayerSpec, LogWriter) -> ImportResult:
+                LayerSpec) -> ImportResult:
     """Per-rank CSVs of SGLang's first recorder: one count window per rank, replica files imported once."""
     if top_k is None:
         raise ValueError("`top_k` is required for CSV dumps: per-expert counts do not reveal how many experts each "
@@ -679,11 +674,9 @@ def _import_csv(files, out, *, top_k, num_experts, drop_empty, deduplicate, mode
             "merge_rule": "per-rank counts (not reduced) summed; files with identical counts are replicas "
                           "(tensor parallel) and imported once"}
     meta.update(metadata or {})
-    with staged_log_dir(out) as tmp, \
-            LogWriter(tmp, source="sglang", layers=[LayerSpec(l, num_experts, top_k) for l in layers_all],
-                      model_id=model_id, score_function=score_function, topk_order="unordered",
-                      metadata=meta) as w:
-        w.append_counts(np.stack(windows), rank=np.array(ranks, np.int64))
+    write_log(out, source="sglang", layers=[LayerSpec(l, num_experts, top_k) for l in layers_all],
+              counts=[(np.stack(windows), {"rank": np.array(ranks, np.int64)})], model_id=model_id,
+              score_function=score_function, topk_order="unordered", metadata=meta)
     return ImportResult(str(out), 0, len(windows), 1, skipped)
 
 
