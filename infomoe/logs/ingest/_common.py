@@ -106,10 +106,11 @@ def _tensor_to_numpy(t, where: str) -> np.ndarray:
         raise TypeError(f"{where} must hold integers, got a bool tensor.")
     if t.is_floating_point() or t.is_complex():
         raise TypeError(f"{where} must hold integers, got a {t.dtype} tensor.")
-    t = t.detach().cpu()
+    from infomoe.logs._writer import _to_numpy  # the one host-array conversion of the package
+
     try:
-        return t.numpy()
-    except (TypeError, RuntimeError) as exc:  # dtypes NumPy lacks
+        return _to_numpy(t, where)
+    except Exception as exc:  # dtypes NumPy lacks (and DLPack cannot carry): ours, never a foreign error
         raise TypeError(f"{where} has tensor dtype {t.dtype}, which has no NumPy equivalent ({exc}).") from None
 
 
