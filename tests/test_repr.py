@@ -25,7 +25,7 @@ def test_log_reprs_stay_short_on_a_big_log(tmp_path):
     assert len(text) < 200 and "layers=16" in text and "num_tokens=3000" in text
     text = repr(log.manifest)
     assert len(text) < 200 and "E=64" in text and "tokens=3000" in text
-    from infomoe.logs._analysis import CountSpec, LogTables
+    from infomoe.logs._tables import CountSpec, LogTables
     spec = CountSpec.from_manifest(log.manifest)
     assert len(repr(spec)) < 600 and len(repr(LogTables.zeros(spec))) < 600
 

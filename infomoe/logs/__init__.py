@@ -11,13 +11,8 @@ Megatron in :mod:`infomoe.logs.ingest`.
 
 from __future__ import annotations
 
-from infomoe.logs._analysis import CountSpec as CountSpec
-from infomoe.logs._analysis import LogReport as LogReport
-from infomoe.logs._analysis import LogTables as LogTables
 from infomoe.logs._analysis import analyze_log as analyze_log
-from infomoe.logs._analysis import count_shard as count_shard
-from infomoe.logs._analysis import report_from_tables as report_from_tables
-from infomoe.logs._distributed import analyze_log_distributed as analyze_log_distributed
+from infomoe.logs._analysis import analyze_log_distributed as analyze_log_distributed
 from infomoe.logs._compare import LogComparison as LogComparison
 from infomoe.logs._compare import SaturationCurve as SaturationCurve
 from infomoe.logs._compare import compare_logs as compare_logs
@@ -31,6 +26,11 @@ from infomoe.logs._manifest import ShardError as ShardError
 from infomoe.logs._manifest import ShardRecord as ShardRecord
 from infomoe.logs._reader import RoutingLog as RoutingLog
 from infomoe.logs._reader import open_log as open_log
+from infomoe.logs._report import LogReport as LogReport
+from infomoe.logs._report import report_from_tables as report_from_tables
+from infomoe.logs._tables import CountSpec as CountSpec
+from infomoe.logs._tables import LogTables as LogTables
+from infomoe.logs._tables import count_shard as count_shard
 from infomoe.logs._writer import LogWriter as LogWriter
 from infomoe.logs._writer import write_log as write_log
 

@@ -10,8 +10,9 @@ analysis distributes without approximation:
    :func:`~infomoe.logs.count_shard` and returns the shard's tables;
 2. the tables are summed by a tree of addition tasks (``fan_in`` at a time,
    so no single worker receives every table);
-3. the client turns the root's tables into a :class:`~infomoe.logs.LogReport`
-   with :func:`~infomoe.logs.report_from_tables`.
+3. the client (:func:`~infomoe.logs.analyze_log` with ``scheduler=``) turns
+   the root's tables into a :class:`~infomoe.logs.LogReport` with
+   :func:`~infomoe.logs.report_from_tables`.
 
 Every task is a pure function of files that are only ever appended to, so
 when a worker dies mid-run Dask recomputes its tasks elsewhere and the
@@ -36,10 +37,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from infomoe._validate import check_base, check_choice, check_positive_int
+from infomoe._validate import check_choice, check_positive_int
+from infomoe.logs._tables import ANALYSED_COLUMNS
 
-__all__ = ["analyze_log_distributed", "count_shard_for_path", "count_log_distributed",
-           "local_cluster", "add_scheduler_argument", "report_analyzer", "read_scheduler_file",
+__all__ = ["count_shard_for_path", "count_log_distributed", "local_cluster", "read_scheduler_file",
            "check_scheduler_reachable"]
 
 #: Tables merged by one addition task.
@@ -48,8 +49,6 @@ DEFAULT_FAN_IN = 8
 #: Seconds ``infomoe report --scheduler ADDRESS`` waits for the scheduler to answer.
 CLI_CONNECT_TIMEOUT = 5.0
 
-#: Token columns the analysis reads (the others are never sent to ``count_shard``).
-_WANTED_COLUMNS = ("expert_ids", "router_logits", "valid", "token_id", "position", "label")
 
 
 # ============================================================================= worker side
@@ -78,7 +77,7 @@ def _open_on_worker(path: str, verify: bool):
 
 
 def count_shard_for_path(path, shard: int, *, spec, columns: Sequence[str] = (),
-                         chunk_tokens: int = 1 << 17, verify: bool = False,
+                         chunk_tokens: int = 1 << 16, verify: bool = False,
                          num_threads: Optional[int] = 1, expected_path: Optional[str] = None):
     """Count tables of one shard of the log at `path` (the task a Dask worker runs).
 
@@ -93,7 +92,7 @@ def count_shard_for_path(path, shard: int, *, spec, columns: Sequence[str] = (),
     columns : sequence of str
         Token columns to read (a subset of those the log has); ignored for
         count records.
-    chunk_tokens : int, default 2**17
+    chunk_tokens : int, default 2**16
         Tokens per chunk: worker memory is the tables plus one chunk.
     verify : bool, default False
         Verify the shard's checksums before counting.
@@ -116,7 +115,7 @@ def count_shard_for_path(path, shard: int, *, spec, columns: Sequence[str] = (),
     Pure: the result depends only on the shard's bytes, so a task that is
     re-run after a worker failure returns the same tables.
     """
-    from infomoe.logs._analysis import LogTables, count_shard
+    from infomoe.logs._tables import LogTables, count_shard
     from infomoe.logs._manifest import ShardError
 
     path = os.fspath(path)
@@ -343,7 +342,7 @@ def _client(scheduler, n_workers, stack, connect_timeout=None):
                     f"got {type(scheduler).__name__}.")
 
 
-def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
+def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 16,
                           on_error: str = "raise", fan_in: int = DEFAULT_FAN_IN,
                           num_threads: Optional[int] = 1, progress: bool = False):
     """Count tables of a whole log on a Dask cluster (one task per shard, a tree of sums).
@@ -357,7 +356,7 @@ def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
         What to count.
     client : distributed.Client
         The cluster to run on.
-    chunk_tokens : int, default 2**17
+    chunk_tokens : int, default 2**16
         Tokens per chunk inside a task.
     on_error : {"raise", "skip"}, default "raise"
         A shard a worker cannot read (missing, truncated, corrupted): raise
@@ -384,7 +383,7 @@ def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
     from distributed import as_completed
 
     from infomoe._progress import progress_bar
-    from infomoe.logs._analysis import LogTables
+    from infomoe.logs._tables import LogTables
     from infomoe.logs._manifest import ShardError
 
     check_choice(on_error, "on_error", ("raise", "skip"))
@@ -395,7 +394,7 @@ def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
     if fan_in < 2:
         raise ValueError(f"`fan_in` must be at least 2, got {fan_in}.")
     path = os.path.abspath(log.path)
-    cols = tuple(c for c in log.columns if c in _WANTED_COLUMNS)
+    cols = tuple(c for c in log.columns if c in ANALYSED_COLUMNS)
     run = uuid.uuid4().hex[:12]
     leaves = [client.submit(count_shard_for_path, path, s.index, spec=spec, columns=cols,
                             chunk_tokens=chunk_tokens, verify=log.verify, num_threads=num_threads,
@@ -431,165 +430,3 @@ def count_log_distributed(log, spec, client, *, chunk_tokens: int = 1 << 17,
             raise exc
         warnings.warn(f"skipping {exc}", RuntimeWarning, stacklevel=2)
     return LogTables.zeros(spec) if tables is None else tables
-
-
-def analyze_log_distributed(log, *, scheduler="local", n_workers: Optional[int] = None,
-                            fan_in: int = DEFAULT_FAN_IN, layers=None, estimator: str = "plugin",
-                            base: float = 2, token_buckets: int = 2048,
-                            position_edges: Optional[Sequence[int]] = None,
-                            label_buckets: int = 1024, max_set_alphabet: int = 1 << 18,
-                            expert_space: str = "logical", chunk_tokens: int = 1 << 17,
-                            on_error: str = "raise", verify: Optional[bool] = None,
-                            num_threads: Optional[int] = 1, progress: bool = False,
-                            connect_timeout: Optional[float] = None):
-    """:func:`~infomoe.logs.analyze_log` on a Dask cluster: the same report, counted in parallel.
-
-    Parameters
-    ----------
-    log : RoutingLog or path
-        The log.  Workers open it by path, so on a multi-machine cluster it
-        must sit on a file system every worker mounts at the same path.
-    scheduler : "local", str, cluster, distributed.Client or None, default "local"
-        Where to run: ``"local"`` starts a ``distributed.LocalCluster`` of
-        `n_workers` single-threaded processes for this call (and closes it);
-        a scheduler address (``"tcp://host:8786"``) or a scheduler file
-        (``*.json``, as written by dask-mpi or dask-jobqueue; a missing one
-        raises ``FileNotFoundError``) connects to a running cluster; a cluster object or a ``Client`` is used as it is
-        (and left open).  ``None`` or ``"none"`` runs the single-process
-        :func:`~infomoe.logs.analyze_log`.
-    n_workers : int, optional
-        Workers of the ``"local"`` cluster (default: one per CPU core).
-        More workers than cores cannot make the counting faster.
-    fan_in : int, default 8
-        Tables merged per addition task of the reduction tree.
-    layers, estimator, base, token_buckets, position_edges, label_buckets
-        As in :func:`~infomoe.logs.analyze_log`.
-    max_set_alphabet, expert_space, chunk_tokens, on_error, verify, num_threads, progress
-        As in :func:`~infomoe.logs.analyze_log` (no progress bar by default).
-    connect_timeout : float, optional
-        Seconds to wait for a scheduler given by address or file (default:
-        Dask's ``distributed.comm.timeouts.connect``, 30 s).
-
-    Returns
-    -------
-    LogReport
-        Equal to the single-process report: the count tables are identical
-        integers; router-probability sums may differ in the last bits.
-
-    Notes
-    -----
-    Count tables are sufficient statistics for every quantity in the report
-    and tables of disjoint shards add, so
-    ``report(sum_s tables(s)) == report(tables(log))`` exactly.  One task
-    per shard runs :func:`count_shard_for_path` on a worker (it receives
-    the log's path and the shard index, never data) and a tree of addition
-    tasks sums the tables; the client only turns the final tables into the
-    report.  A task lost with its worker is recomputed by Dask, with the
-    same result.
-
-    References
-    ----------
-    M. Rocklin, "Dask: parallel computation with blocked algorithms and task
-    scheduling", Proc. 14th Python in Science Conf., 2015 (no equation
-    numbers).
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, os
-    >>> from distributed import Client, LocalCluster
-    >>> from infomoe.logs import write_log, analyze_log
-    >>> from infomoe.logs._distributed import analyze_log_distributed
-    >>> rng = np.random.default_rng(0)
-    >>> tok = rng.integers(0, 8, 4000)
-    >>> ids = np.stack([tok % 4, (tok + 1) % 4], axis=1)[:, None, :]
-    >>> d = os.path.join(tempfile.mkdtemp(), "log")
-    >>> log = write_log(d, ids, num_experts=4, token_id=tok, shard_tokens=1000)
-    >>> with LocalCluster(n_workers=2, processes=False, dashboard_address=":0") as cluster, \\
-    ...         Client(cluster) as client:
-    ...     r = analyze_log_distributed(log, scheduler=client, progress=False)
-    >>> r.num_tokens, round(float(r.mi_token[0]), 2)
-    (4000, 1.0)
-    """
-    from contextlib import ExitStack
-
-    from infomoe.logs._analysis import CountSpec, analyze_log, report_from_tables
-    from infomoe.logs._reader import RoutingLog, open_log
-
-    common = dict(layers=layers, estimator=estimator, base=base, token_buckets=token_buckets,
-                  position_edges=position_edges, label_buckets=label_buckets,
-                  max_set_alphabet=max_set_alphabet, expert_space=expert_space,
-                  chunk_tokens=chunk_tokens, on_error=on_error, verify=verify,
-                  num_threads=num_threads, progress=progress)
-    if scheduler is None or (isinstance(scheduler, str) and scheduler.lower() == "none"):
-        return analyze_log(log, **common)
-    if not isinstance(log, RoutingLog):
-        log = open_log(log, verify=bool(verify))
-    elif verify is not None and bool(verify) != log.verify:
-        log = RoutingLog(log.path, log.manifest, verify=bool(verify))
-    from infomoe._entropy import ESTIMATORS
-
-    check_choice(estimator, "estimator", ESTIMATORS)
-    check_base(base)
-    spec = CountSpec.from_manifest(log.manifest, layers=layers, token_buckets=token_buckets,
-                                   position_edges=position_edges, label_buckets=label_buckets,
-                                   max_set_alphabet=max_set_alphabet, expert_space=expert_space)
-    if not log.shards:
-        raise ValueError(f"routing log {log.path!r} has no committed shards; nothing to analyse.")
-    with ExitStack() as stack:
-        client = _client(scheduler, n_workers, stack, connect_timeout)
-        total = count_log_distributed(log, spec, client, chunk_tokens=chunk_tokens,
-                                      on_error=on_error, fan_in=fan_in, num_threads=num_threads,
-                                      progress=progress)
-    if total.tokens == 0 and not total.record_pairs.any():
-        raise ValueError(f"routing log {log.path!r} has no valid tokens or counts to analyse.")
-    return report_from_tables(total, spec, estimator=estimator, base=base,
-                              manifest=log.manifest, expert_space=expert_space)
-
-
-# ============================================================================= CLI
-def add_scheduler_argument(parser) -> None:
-    """Add ``--scheduler [ADDRESS]`` and ``--workers N`` to the ``report`` parser."""
-    parser.add_argument(
-        "--scheduler", nargs="?", const="local", default=None, metavar="ADDRESS",
-        help="count shards on a Dask cluster: a scheduler address (tcp://host:8786), a "
-             "scheduler file (.json), or 'local' (also when ADDRESS is omitted) for a "
-             "LocalCluster on this machine; 'none' (the default) counts in this process")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="workers of the local cluster (default: one per core)")
-
-
-def report_analyzer(args):
-    """The analysis function ``infomoe report`` should call for parsed `args`.
-
-    Checks the Dask options first, in seconds and before the log is read:
-    the ``dask`` extra is installed, ``--workers`` is positive, a scheduler
-    file exists and names an address, and a scheduler listens at the
-    address (:func:`check_scheduler_reachable`).  A failure raises
-    :class:`infomoe.cli.UsageError`.
-    """
-    from infomoe.cli import UsageError, require_extra
-    from infomoe.logs._analysis import analyze_log
-
-    scheduler = getattr(args, "scheduler", None)
-    if scheduler is None or scheduler.lower() == "none":
-        return analyze_log
-    for module in ("dask", "distributed"):
-        require_extra(module, "dask", "infomoe report --scheduler")
-    workers = getattr(args, "workers", None)
-    if workers is not None:
-        check_positive_int(workers, "--workers")
-    if scheduler.lower() == "local":
-        return functools.partial(analyze_log_distributed, scheduler="local", n_workers=workers)
-    address = scheduler
-    try:
-        if _is_scheduler_file(scheduler):
-            address = read_scheduler_file(scheduler)
-        check_scheduler_reachable(address, CLI_CONNECT_TIMEOUT)
-    except (OSError, ValueError) as exc:
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-            detail = f"no Dask scheduler answers at {address} ({detail or type(exc).__name__}); " \
-                     "is it running, and is the address right?"
-        raise UsageError(f"--scheduler {scheduler}: {detail}") from None
-    return functools.partial(analyze_log_distributed, scheduler=scheduler, n_workers=workers,
-                             connect_timeout=CLI_CONNECT_TIMEOUT)

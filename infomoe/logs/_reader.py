@@ -380,7 +380,9 @@ class RoutingLog:
             ``"expert_ids"``, ``"gate_weights"``, ``"router_logits"`` map
             layer id to a read-only ``(n, k)`` / ``(n, E)`` array; per-token
             columns are ``(n,)`` arrays; ``"shard"`` and ``"start"`` locate
-            the chunk.  Arrays are memory-mapped views: copy what you keep.
+            the chunk, and ``"offset"`` is the index of its first token among
+            all token records of the log.  Arrays are memory-mapped views:
+            copy what you keep.
         """
         check_choice(on_error, "on_error", ("raise", "skip"))
         check_choice(kind, "kind", ("tokens", "counts"))
@@ -390,6 +392,7 @@ class RoutingLog:
             raise ValueError(f"`chunk_tokens` must be a positive integer or None, got {chunk_tokens!r}.")
         layer_ids, cols = self._select(layers, columns, kind)
         indices = range(len(self.shards)) if shards is None else [int(i) for i in shards]
+        offsets = np.cumsum([0] + [s.rows if s.kind == "tokens" else 0 for s in self.shards])
         for i in indices:
             shard = self._shard(i)
             if shard.kind != kind:
@@ -405,7 +408,7 @@ class RoutingLog:
             for a in range(0, shard.rows, step):
                 b = min(shard.rows, a + step)
                 chunk = self._assemble(files, a, b, shard.kind)
-                chunk.update(kind=shard.kind, shard=shard.index, start=a)
+                chunk.update(kind=shard.kind, shard=shard.index, start=a, offset=int(offsets[i]) + a)
                 yield chunk
                 del chunk
                 for mp in files.values():

@@ -8,12 +8,12 @@ import numpy as np
 
 from infomoe._validate import as_counts
 
-__all__ = ["load_heatmap", "layer_information"]
+__all__ = ["load_heatmap", "layer_information", "coactivation_heatmap", "coactivation_lift"]
 
 
 def _load_rows(report_or_counts):
     """``(fractions (L, maxE) NaN-padded, layer labels, experts per layer)``."""
-    from infomoe.logs._analysis import LogReport
+    from infomoe.logs._report import LogReport
 
     if isinstance(report_or_counts, LogReport):
         rows = [np.asarray(c, dtype=np.float64) for c in report_or_counts.load]
@@ -152,7 +152,9 @@ def load_heatmap(report_or_counts, *, relative: bool = True, cmap=None, ax=None)
 
 # report attribute -> (legend label, marker); E_l is the expert chosen at layer l
 _INFORMATION_LINES = (
+    ("gate_information", r"$I(X;T_\ell)$", "v"),
     ("mi_token", r"$I(\mathrm{token};E_\ell)$", "o"),
+    ("mi_token_set", r"$I(\mathrm{token};S_\ell)$", "P"),
     ("mi_position", r"$I(\mathrm{position};E_\ell)$", "s"),
     ("mi_label", r"$I(\mathrm{label};E_\ell)$", "^"),
 )
@@ -160,7 +162,7 @@ _TRANSITION_LABEL = r"$I(E_\ell;E_{\ell+1})$"
 
 
 def layer_information(report, *, ax=None):
-    r"""Mutual information between routing and token attributes, per layer.
+    r"""Routing information per layer, with intervals and significance.
 
     Parameters
     ----------
@@ -173,22 +175,22 @@ def layer_information(report, *, ax=None):
     -------
     matplotlib.axes.Axes
         One line per available quantity, labelled in mathtext:
-        ``$I(\mathrm{token};E_\ell)$``, ``$I(\mathrm{position};E_\ell)$``,
+        ``$I(X;T_\ell)$`` (the soft-gate routing information),
+        ``$I(\mathrm{token};E_\ell)$``, ``$I(\mathrm{token};S_\ell)$`` (``S``:
+        the chosen top-k set, for ``k >= 2``), ``$I(\mathrm{position};E_\ell)$``,
         ``$I(\mathrm{label};E_\ell)$`` at each layer, and
         ``$I(E_\ell;E_{\ell+1})$`` drawn between consecutive layers (at
-        ``l + 0.5``).  With the plug-in estimator, a dotted line of the same
-        colour (label starting with ``"_bias"``, not in the legend) marks each
-        one's bias under independence, ``report.mi_bias``: values near it are
-        noise.
+        ``l + 0.5``).  Error bars are the report's intervals; a mutual
+        information indistinguishable from its permutation null is drawn
+        with a hollow marker (legend: "hollow: not significant").  With the
+        plug-in estimator a dotted line of the same colour (label starting
+        with ``"_bias"``, not in the legend) marks each one's value under
+        independence, ``report.mi_bias``.
 
     Notes
     -----
     Values are those of the report, in its unit (bits by default), on the
     y axis label.  ``E_l`` is the expert chosen at layer ``l``.
-
-    References
-    ----------
-    Panzeri & Treves (1996), Network 7, 87-107 (the bias level).
 
     Examples
     --------
@@ -200,14 +202,14 @@ def layer_information(report, *, ax=None):
     >>> log = write_log(os.path.join(tempfile.mkdtemp(), "l"), ids, num_experts=4,
     ...                 position=np.arange(500))
     >>> ax = layer_information(analyze_log(log, progress=False))
-    >>> [t.get_text() for t in ax.get_legend().get_texts()][:2]
-    ['$I(\\mathrm{position};E_\\ell)$', '$I(E_\\ell;E_{\\ell+1})$']
+    >>> [t.get_text() for t in ax.get_legend().get_texts()][:3]
+    ['$I(\\mathrm{position};E_\\ell)$', '$I(E_\\ell;E_{\\ell+1})$', 'hollow: not significant']
     >>> ax.get_ylabel()
     'mutual information [bits]'
     """
     from matplotlib.lines import Line2D
 
-    from infomoe.logs._analysis import LogReport
+    from infomoe.logs._report import LogReport
 
     if not isinstance(report, LogReport):
         raise TypeError(f"`report` must be a LogReport (from infomoe.logs.analyze_log), "
@@ -218,27 +220,156 @@ def layer_information(report, *, ax=None):
     L = len(report.layer_ids)
     x = np.arange(L)
     bias = report.mi_bias if report.estimator == "plugin" else {}
-    drawn_bias = False
+    drawn_bias = drawn_hollow = False
     series = [(name, label, marker, x) for name, label, marker in _INFORMATION_LINES]
     if len(report.mi_transition):
         series.append(("mi_transition", _TRANSITION_LABEL, "d", x[:-1] + 0.5))
     for name, label, marker, xs in series:
         v = getattr(report, name)
-        if v is None:
+        if v is None or not np.isfinite(v).any():
             continue
-        (line,) = ax.plot(xs, v, marker=marker, label=label,
-                          linestyle="--" if name == "mi_transition" else "-")
+        (line,) = ax.plot(xs, v, marker=marker, label=label, linestyle="--" if name == "mi_transition" else "-")
+        colour = line.get_color()
+        iv = report.intervals.get(name)
+        if iv is not None and np.isfinite(iv).any():
+            ax.errorbar(xs, v, yerr=np.abs(np.stack([v - iv[:, 0], iv[:, 1] - v])), fmt="none",
+                        ecolor=colour, elinewidth=1, capsize=2, label=f"_interval {name}")
+        sig = report.significant.get(name)
+        if sig is not None and (~sig).any():
+            line.set_markevery(np.flatnonzero(sig).tolist())
+            ax.plot(xs[~sig], v[~sig], linestyle="none", marker=marker, markerfacecolor="white",
+                    markeredgecolor=colour, label=f"_not significant {name}")
+            drawn_hollow = True
         if name in bias:
-            ax.plot(xs, bias[name], ":", color=line.get_color(), lw=1, label=f"_bias {name}")
+            ax.plot(xs, bias[name], ":", color=colour, lw=1, label=f"_bias {name}")
             drawn_bias = True
+    ax.axhline(0.0, color="0.6", lw=0.8, zorder=0)
     _integer_ticks(ax.xaxis, [int(v) for v in report.layer_ids])
     ax.set_xlabel("MoE layer")
     ax.set_ylabel(f"mutual information [{report.unit}]")
-    ax.set_title(f"routing information per layer ({report.estimator})")
+    ax.set_title(f"routing information per layer ({report.estimator}; bars: {100 * (1 - report.alpha):g}% "
+                 "intervals)", fontsize="medium")
     handles, labels = ax.get_legend_handles_labels()
+    if drawn_hollow:
+        handles.append(Line2D([], [], ls="none", marker="o", markerfacecolor="white", markeredgecolor="0.3"))
+        labels.append("hollow: not significant")
     if drawn_bias:
         handles.append(Line2D([], [], ls=":", color="0.4", lw=1))
-        labels.append("dotted: plug-in bias under independence")
+        labels.append("dotted: plug-in bias (value under independence)")
     if handles:
         ax.legend(handles, labels, fontsize="small")
+    return ax
+
+
+def coactivation_lift(report, layer) -> np.ndarray:
+    r"""How much more often two experts are chosen together than their loads predict, ``(E, E)``.
+
+    Parameters
+    ----------
+    report : LogReport
+    layer : int
+        Layer id.
+
+    Returns
+    -------
+    ndarray (E, E)
+        :math:`c_{ij} / \hat c_{ij}` with :math:`c_{ij}` the tokens that
+        chose both experts and :math:`\hat c_{ij} = C f_i f_j / \sum_{a \ne b}
+        f_a f_b` (:math:`C = \sum_{i \ne j} c_{ij}`, :math:`f` the load
+        fractions): 1 = as often as independent choices with these loads.
+        NaN on the diagonal and where an expert has no load.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from infomoe.logs import write_log, analyze_log
+    >>> from infomoe.plot._logs import coactivation_lift
+    >>> ids = np.array([[0, 1], [2, 3]] * 50)[:, None, :]   # 0 always with 1, 2 with 3
+    >>> r = analyze_log(write_log(os.path.join(tempfile.mkdtemp(), "l"), ids, num_experts=4))
+    >>> coactivation_lift(r, 0)[0].round(2).tolist()
+    [nan, 3.0, 0.0, 0.0]
+    """
+    from infomoe.logs._report import LogReport
+
+    if not isinstance(report, LogReport):
+        raise TypeError(f"`report` must be a LogReport, got {type(report).__name__}.")
+    ids = [int(v) for v in report.layer_ids]
+    if layer not in ids:
+        raise ValueError(f"`layer` {layer!r} is not among the report's layers {ids}.")
+    i = ids.index(layer)
+    c = np.asarray(report.coactivation[i], dtype=np.float64)
+    load = np.asarray(report.load[i], dtype=np.float64)
+    f = load / load.sum() if load.sum() else load
+    off = ~np.eye(c.shape[0], dtype=bool)
+    expected = np.outer(f, f)
+    denom = expected[off].sum()
+    total = c[off].sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lift = c / (total * expected / denom) if denom > 0 and total > 0 else np.full(c.shape, np.nan)
+    lift[~off] = np.nan
+    lift[~np.isfinite(lift)] = np.nan
+    return lift
+
+
+def coactivation_heatmap(report, *, layer=None, ax=None):
+    """Expert co-activation within one layer: the lift of each expert pair, on a log2 colour scale.
+
+    Parameters
+    ----------
+    report : LogReport
+        From :func:`infomoe.logs.analyze_log` (top-k with ``k >= 2``).
+    layer : int, optional
+        Layer id (default: the first analysed layer with ``k >= 2``).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The image of ``log2`` of :func:`coactivation_lift` (0 = as the loads
+        predict, red = chosen together more often) with its colour bar.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from infomoe.logs import write_log, analyze_log
+    >>> from infomoe.plot import coactivation_heatmap
+    >>> ids = np.array([[0, 1], [2, 3], [0, 2]] * 50)[:, None, :]
+    >>> r = analyze_log(write_log(os.path.join(tempfile.mkdtemp(), "l"), ids, num_experts=4))
+    >>> ax = coactivation_heatmap(r)
+    >>> ax.get_title()
+    'co-activation, layer 0 (k = 2)'
+    """
+    from matplotlib.colors import TwoSlopeNorm
+
+    from infomoe.logs._report import LogReport
+
+    if not isinstance(report, LogReport):
+        raise TypeError(f"`report` must be a LogReport, got {type(report).__name__}.")
+    ks = {int(l): int(k) for l, k in zip(report.layer_ids, report.top_k)}
+    if layer is None:
+        multi = [l for l, k in ks.items() if k >= 2]
+        if not multi:
+            raise ValueError("co-activation needs a layer with top-k >= 2; every layer of the report has k = 1.")
+        layer = multi[0]
+    lift = coactivation_lift(report, layer)
+    if ax is None:
+        import matplotlib.pyplot as plt
+        ax = plt.gca()
+    with np.errstate(divide="ignore"):
+        v = np.log2(lift)
+    finite = v[np.isfinite(v)]
+    half = float(np.max(np.abs(finite))) if finite.size else 1.0
+    half = half if half > 0 else 1.0
+    v = np.clip(v, -half, half)  # pairs never chosen together (lift 0) sit at the bottom of the scale
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.75")
+    im = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, norm=TwoSlopeNorm(0.0, -half, half),
+                   interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, label="log2 lift (0 = as the loads predict)")
+    ax.set_xlabel("expert")
+    ax.set_ylabel("expert")
+    _integer_ticks(ax.xaxis)
+    _integer_ticks(ax.yaxis)
+    ax.set_title(f"co-activation, layer {layer} (k = {ks[layer]})")
     return ax

@@ -28,10 +28,10 @@ def test_report_writes_summary_figures_and_table(small_log, tmp_path, capsys):
     ref = analyze_log(small_log, progress=False)
     assert summary["num_tokens"] == 600 and summary["unit"] == "bits"
     for i in range(2):
-        assert summary["layers"][i]["mi_token"] == pytest.approx(float(ref.mi_token[i]))
+        assert summary["layers"][i]["mi_token"]["value"] == pytest.approx(float(ref.mi_token[i]))
         assert summary["layers"][i]["load"] == ref.load[i].tolist()
     text = capsys.readouterr().out
-    assert "I(tok)" in text and "wrote" in text and "summary.json" in text
+    assert "I(tok;E)" in text and "wrote" in text and "summary.json" in text
 
 
 def test_report_options(small_log, tmp_path):

@@ -16,8 +16,9 @@ from distributed.diagnostics.plugin import SchedulerPlugin  # noqa: E402
 from infomoe.cli import main  # noqa: E402
 from infomoe.logs import (CountSpec, LayerSpec, LogTables, LogWriter, ShardError,  # noqa: E402
                           analyze_log, count_shard, open_log, write_log)
-from infomoe.logs._distributed import (analyze_log_distributed, count_log_distributed,  # noqa: E402
-                                       count_shard_for_path, local_cluster)
+from infomoe.logs._distributed import count_log_distributed, count_shard_for_path, local_cluster  # noqa: E402
+from infomoe.logs._tables import ANALYSED_COLUMNS  # noqa: E402
+from infomoe.logs._uncertainty import GroupedCounts  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,10 @@ def _assert_tables_equal(a: LogTables, b: LogTables):
         for u, v in zip(xs, ys):
             if u is None or v is None:
                 assert u is None and v is None, f.name
+            elif isinstance(u, GroupedCounts):
+                assert u.shape == v.shape, f.name
+                np.testing.assert_array_equal(u.keys, v.keys, err_msg=f.name)
+                np.testing.assert_array_equal(u.counts, v.counts, err_msg=f.name)
             elif np.asarray(u).dtype.kind == "f":
                 np.testing.assert_allclose(u, v, rtol=1e-12, atol=0, err_msg=f.name)
             else:
@@ -69,9 +74,24 @@ def _assert_reports_equal(r, ref):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(r.record_pairs, ref.record_pairs)
     # every information value is computed from identical integer tables: identical floats
-    for name in ("mi_token", "mi_position", "mi_label", "mi_transition", "set_entropy",
-                 "load_cv", "dropped_fraction", "normalized_entropy"):
+    for name in ("mi_token", "mi_token_set", "mi_position", "mi_label", "mi_transition", "set_entropy",
+                 "load_cv", "dropped_fraction", "token_drop_rate", "normalized_entropy", "max_violation",
+                 "dead_fraction", "oversubscribed_fraction", "overflow_fraction"):
         np.testing.assert_array_equal(getattr(r, name), getattr(ref, name), err_msg=name)
+    for a, b in zip(r.coactivation + r.cooccurrence, ref.coactivation + ref.cooccurrence):
+        np.testing.assert_array_equal(a, b)
+    # intervals, nulls and significance are computed from identical integer tables too
+    for name in ("mi_bias", "null_sd", "pvalues", "significant"):
+        x, y = getattr(r, name), getattr(ref, name)
+        assert x.keys() == y.keys(), name
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=f"{name}[{k}]")
+    assert r.intervals.keys() == ref.intervals.keys()
+    for k in r.intervals:
+        tol = 1e-9 if k == "gate_information" else 0
+        np.testing.assert_allclose(r.intervals[k], ref.intervals[k], rtol=tol, atol=tol, err_msg=k)
+    if ref.gate_information is not None:
+        np.testing.assert_allclose(r.gate_information, ref.gate_information, rtol=1e-12, atol=1e-15)
     # sums of floating-point router statistics may be grouped differently
     if ref.router_entropy is None:
         assert r.router_entropy is None
@@ -83,8 +103,7 @@ def _assert_reports_equal(r, ref):
 
 def _sequential_tables(log, spec, chunk_tokens):
     lids = [s.layer_id for s in spec.layers]
-    cols = [c for c in log.columns if c in ("expert_ids", "router_logits", "valid", "token_id",
-                                            "position", "label")]
+    cols = [c for c in log.columns if c in ANALYSED_COLUMNS]
     total = LogTables.zeros(spec)
     for chunk in log.iter_chunks(lids, cols, chunk_tokens):
         total = total + count_shard(chunk, spec=spec)
@@ -107,17 +126,17 @@ def test_tables_identical_to_single_process(rich, cluster, fan_in):
 def test_report_identical_to_single_process(rich, cluster):
     _, client = cluster
     kw = dict(chunk_tokens=500, progress=False, estimator="miller_madow", layers=[2, 0])
-    _assert_reports_equal(analyze_log_distributed(rich, scheduler=client, **kw),
+    _assert_reports_equal(analyze_log(rich, scheduler=client, **kw),
                           analyze_log(rich, **kw))
     # a cluster object and its address are accepted as well
     c, _ = cluster
-    _assert_reports_equal(analyze_log_distributed(rich.path, scheduler=c.scheduler_address,
+    _assert_reports_equal(analyze_log(rich.path, scheduler=c.scheduler_address,
                                                   progress=False), analyze_log(rich, progress=False))
 
 
 def test_scheduler_none_is_the_plain_path(rich):
     for s in (None, "none", "None"):
-        _assert_reports_equal(analyze_log_distributed(rich, scheduler=s, progress=False),
+        _assert_reports_equal(analyze_log(rich, scheduler=s, progress=False),
                               analyze_log(rich, progress=False))
 
 
@@ -127,7 +146,7 @@ def test_single_shard_and_physical_ids(tmp_path, cluster):
     with LogWriter(p, source="sglang", layers=[LayerSpec(0, 6, 2)], expert_id_space="physical",
                    physical_to_logical={0: [0, 1, 2, 0, 1, 2]}) as w:
         w.append(np.array([[0, 4], [3, 1], [5, -1], [0, 3]])[:, None, :])
-    r = analyze_log_distributed(p, scheduler=client, progress=False)
+    r = analyze_log(p, scheduler=client, progress=False)
     assert r.load[0].tolist() == [4, 2, 1]  # hand count: logical 0 <- {0,3,0,3}, 1 <- {4,1}, 2 <- {5}
     _assert_reports_equal(r, analyze_log(p, progress=False))
 
@@ -148,9 +167,9 @@ def test_corrupted_shard_raises_or_is_skipped(tmp_path, cluster, rich_routing):
     f = next((tmp_path / "log" / log.shards[2].path).glob("expert_ids.1.npy"))
     f.write_bytes(f.read_bytes()[:-8])  # truncated
     with pytest.raises(ShardError, match=r"shard 2 \(" + log.shards[2].path):
-        analyze_log_distributed(log, scheduler=client, progress=False)
+        analyze_log(log, scheduler=client, progress=False)
     with pytest.warns(RuntimeWarning, match="shard 2"):
-        r = analyze_log_distributed(log, scheduler=client, progress=False, on_error="skip")
+        r = analyze_log(log, scheduler=client, progress=False, on_error="skip")
     with pytest.warns(RuntimeWarning, match="shard 2"):
         ref = analyze_log(log, progress=False, on_error="skip")
     _assert_reports_equal(r, ref)
@@ -159,15 +178,15 @@ def test_corrupted_shard_raises_or_is_skipped(tmp_path, cluster, rich_routing):
 def test_errors(rich, cluster, tmp_path):
     _, client = cluster
     with pytest.raises(TypeError, match="`scheduler`"):
-        analyze_log_distributed(rich, scheduler=3.5, progress=False)
+        analyze_log(rich, scheduler=3.5, progress=False)
     with pytest.raises(ValueError, match="`fan_in`"):
-        analyze_log_distributed(rich, scheduler=client, fan_in=1, progress=False)
+        analyze_log(rich, scheduler=client, fan_in=1, progress=False)
     with pytest.raises(ValueError, match="`estimator`"):
-        analyze_log_distributed(rich, scheduler=client, estimator="magic", progress=False)
+        analyze_log(rich, scheduler=client, estimator="magic", progress=False)
     with pytest.raises(ValueError, match="`on_error`"):
-        analyze_log_distributed(rich, scheduler=client, on_error="ignore", progress=False)
+        analyze_log(rich, scheduler=client, on_error="ignore", progress=False)
     with pytest.raises(FileNotFoundError):
-        analyze_log_distributed(tmp_path / "nope", scheduler=client, progress=False)
+        analyze_log(tmp_path / "nope", scheduler=client, progress=False)
     # an error inside a task (an expert id beyond num_experts) reaches the caller
     p = tmp_path / "bad"
     with LogWriter(p, source="t", layers=[LayerSpec(0, 4, 1)]) as w:
@@ -178,7 +197,7 @@ def test_errors(rich, cluster, tmp_path):
     with pytest.raises(ValueError, match=r"layer 0: expert id 1 outside \[-1, 0\]"):
         analyze_log(p, progress=False)
     with pytest.raises(ValueError, match="expert id 1 outside"):
-        analyze_log_distributed(p, scheduler=client, progress=False)
+        analyze_log(p, scheduler=client, progress=False)
 
 
 def test_cli_scheduler_address(rich, cluster, tmp_path):
@@ -198,9 +217,9 @@ def test_cli_scheduler_address(rich, cluster, tmp_path):
 def test_local_cluster_by_name(tmp_path):
     log = write_log(tmp_path / "log", np.array([[0, 1], [1, 2], [2, 3], [3, 0]] * 50),
                     num_experts=4, token_id=np.arange(200) % 4, shard_tokens=50)
-    r = analyze_log_distributed(log, scheduler="local", n_workers=1, progress=False)
+    r = analyze_log(log, scheduler="local", n_workers=1, progress=False, estimator="plugin")
     assert r.mi_token[0] == pytest.approx(1.0)  # H(E) = 2 bits, H(E | token) = 1 bit
-    _assert_reports_equal(r, analyze_log(log, progress=False))
+    _assert_reports_equal(r, analyze_log(log, progress=False, estimator="plugin"))
 
 
 class _Recorder(SchedulerPlugin):
@@ -236,7 +255,7 @@ def test_killed_worker_does_not_change_the_result(tmp_path, cluster):
     c.scheduler.add_plugin(rec, name="recorder-test")
     try:
         with ThreadPoolExecutor(1) as ex:
-            run = ex.submit(analyze_log_distributed, log, scheduler=client, progress=False,
+            run = ex.submit(analyze_log, log, scheduler=client, progress=False,
                             chunk_tokens=1000)
             victim = pid = None
             t0 = time.monotonic()
@@ -262,7 +281,8 @@ def test_cli_scheduler_flag_parsing(cluster):
     import argparse
 
     from infomoe.logs._cli import register
-    from infomoe.logs._distributed import CLI_CONNECT_TIMEOUT, report_analyzer
+    from infomoe.logs._cli import report_analyzer
+    from infomoe.logs._distributed import CLI_CONNECT_TIMEOUT
 
     c, _ = cluster
     parser = argparse.ArgumentParser()
@@ -276,7 +296,7 @@ def test_cli_scheduler_flag_parsing(cluster):
     assert report_analyzer(parser.parse_args(base + ["--scheduler", "none"])) is analyze_log
     assert report_analyzer(bare).keywords == {"scheduler": "local", "n_workers": 2}
     f = report_analyzer(addr)
-    assert f.func is analyze_log_distributed
+    assert f.func is analyze_log
     assert f.keywords == {"scheduler": c.scheduler_address, "n_workers": None,
                           "connect_timeout": CLI_CONNECT_TIMEOUT}
 
@@ -302,7 +322,8 @@ def test_cli_scheduler_mistakes_fail_before_the_log_is_read(tmp_path, capsys, mo
     def not_reached(*a, **k):
         raise AssertionError("counting started")
 
-    monkeypatch.setattr("infomoe.logs._distributed.analyze_log_distributed", not_reached)
+    monkeypatch.setattr("infomoe.logs._distributed.count_log_distributed", not_reached)
+    monkeypatch.setattr("infomoe.logs._analysis._count_locally", not_reached)
     # LOG does not exist: reading it first would end in "not a routing log", not a --scheduler error
     base = ["report", str(tmp_path / "LOG"), "--out", str(tmp_path / "r"), "--scheduler"]
     port = _closed_port()
@@ -337,7 +358,7 @@ def test_cli_scheduler_file(rich, cluster, tmp_path):
 
 def test_library_missing_scheduler_file_raises_at_once(rich, tmp_path):
     with pytest.raises(FileNotFoundError, match="scheduler file .* does not exist"):
-        analyze_log_distributed(rich, scheduler=str(tmp_path / "nope.json"))
+        analyze_log(rich, scheduler=str(tmp_path / "nope.json"))
 
 
 def test_unreachable_scheduler_subprocess(rich, tmp_path):
@@ -358,7 +379,7 @@ def test_dask_analyzer_shows_no_progress_bar_unless_asked(rich, cluster, capsys)
     pytest.importorskip("tqdm")
     _, client = cluster
     capsys.readouterr()
-    analyze_log_distributed(rich, scheduler=client, layers=[0])
+    analyze_log(rich, scheduler=client, layers=[0])
     assert "report (dask)" not in capsys.readouterr().err
-    analyze_log_distributed(rich, scheduler=client, layers=[0], progress=True)
+    analyze_log(rich, scheduler=client, layers=[0], progress=True)
     assert "report (dask)" in capsys.readouterr().err

@@ -130,10 +130,51 @@ def test_layer_information_mathtext_legend_and_units(report):
     assert [t.get_text() for t in ax.get_xticklabels()] == [str(v) for v in report.layer_ids]
 
 
-def test_layer_information_marks_the_plugin_bias(report):
+def test_layer_information_marks_the_plugin_bias(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 4, (400, 3, 1))
+    log = write_log(tmp_path / "l", ids, num_experts=4, token_id=rng.integers(0, 9, 400))
+    report = analyze_log(log, estimator="plugin")
     ax = layer_information(report)
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     bias = lines["_bias mi_token"]
     np.testing.assert_allclose(bias.get_ydata(), report.mi_bias["mi_token"])
     assert bias.get_color() == lines[r"$I(\mathrm{token};E_\ell)$"].get_color()
     assert any("bias" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_layer_information_draws_intervals_and_hollow_markers_for_noise(tmp_path):
+    # layer 0 follows the token, layer 1 is noise: one filled, one hollow marker on the token line
+    rng = np.random.default_rng(1)
+    tok = rng.integers(0, 8, 2000)
+    ids = np.stack([tok % 4, rng.integers(0, 4, 2000)], axis=1)[:, :, None]
+    r = analyze_log(write_log(tmp_path / "l", ids, num_experts=4, token_id=tok, seq_id=np.arange(2000) // 20))
+    assert r.significant["mi_token"].tolist() == [True, False]
+    ax = layer_information(r)
+    hollow = [ln for ln in ax.get_lines() if ln.get_label() == "_not significant mi_token"]
+    assert len(hollow) == 1 and hollow[0].get_xdata().tolist() == [1]
+    assert hollow[0].get_markerfacecolor() == "white"
+    assert "hollow: not significant" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(ax.collections) >= 1  # the error bars
+
+
+def test_coactivation_heatmap_and_lift(tmp_path):
+    from infomoe.plot import coactivation_heatmap
+    from infomoe.plot._logs import coactivation_lift
+
+    # experts pair up as {0, 1} and {2, 3} three times as often as their loads predict
+    ids = np.array([[0, 1], [2, 3]] * 60 + [[0, 2], [1, 3], [0, 3], [1, 2]] * 10)[:, None, :]
+    r = analyze_log(write_log(tmp_path / "l", ids, num_experts=4))
+    np.testing.assert_array_equal(r.coactivation[0], r.coactivation[0].T)
+    assert r.coactivation[0][0, 1] == 60 and r.coactivation[0][0, 2] == 10
+    lift = coactivation_lift(r, 0)
+    # loads are equal, so the expected count of each of the 6 pairs is 160 / 6
+    assert lift[0, 1] == pytest.approx(60 / (160 / 6)) and lift[0, 2] == pytest.approx(10 / (160 / 6))
+    assert np.isnan(np.diag(lift)).all()
+    ax = coactivation_heatmap(r)
+    assert ax.get_title() == "co-activation, layer 0 (k = 2)" and ax.get_images()
+    with pytest.raises(ValueError, match="layer"):
+        coactivation_lift(r, 5)
+    one = analyze_log(write_log(tmp_path / "k1", ids[:, :, :1], num_experts=4))
+    with pytest.raises(ValueError, match="top-k >= 2"):
+        coactivation_heatmap(one)
