@@ -5,7 +5,7 @@ Writes synthetic routing logs of 1x, 4x and 16x a base size (4 MoE layers,
 of shards grows with the log), then times
 
 * the single-process path, :func:`infomoe.logs.analyze_log`, and
-* the Dask path, :func:`infomoe.logs._distributed.analyze_log_distributed`,
+* the Dask path, :func:`infomoe.logs.analyze_log` with ``scheduler=``,
   on a ``LocalCluster`` of 1, 2 and 4 single-threaded worker processes,
 
 and prints a table of seconds, tokens per second and the ratio to the
@@ -69,7 +69,7 @@ def main(argv=None):
     from distributed import Client
 
     from infomoe.logs import analyze_log, open_log
-    from infomoe.logs._distributed import analyze_log_distributed, local_cluster
+    from infomoe.logs._distributed import local_cluster
 
     tmp = tempfile.mkdtemp(prefix="infomoe-bench-dist-")
     try:
@@ -95,9 +95,9 @@ def main(argv=None):
             with local_cluster(nw) as cluster, Client(cluster, set_as_default=False) as client:
                 client.wait_for_workers(nw)
                 startup[nw] = time.perf_counter() - t0
-                analyze_log_distributed(logs[args.sizes[0]], scheduler=client, progress=False)
+                analyze_log(logs[args.sizes[0]], scheduler=client, progress=False)
                 for s, log in logs.items():
-                    t, rep = best_of(lambda: analyze_log_distributed(log, scheduler=client,
+                    t, rep = best_of(lambda: analyze_log(log, scheduler=client,
                                                                      progress=False),
                                      args.repeats)
                     dask_t[s, nw] = t

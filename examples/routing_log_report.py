@@ -43,11 +43,14 @@ log = open_log(log_dir, verify=True)
 print(f"recorded {log.num_tokens} tokens over {len(log.layers)} MoE layers "
       f"in {len(log.shards)} shards")
 report = analyze_log(log, progress=False)
-print(f"{'layer':>5} {'load CV':>8} {'norm. H':>8} {'I(token;E)':>11} {'I(label;E)':>11}  [{report.unit}]")
+# every information value with its 95% interval; * = above its permutation null, ns = noise
+print(f"{'layer':>5} {'load CV':>8} {'MaxVio':>7} {'I(X;T) gate':>16} {'I(token;E)':>16} {'I(label;E)':>16}"
+      f"  [{report.unit}]")
 for i, layer in enumerate(log.layers):
-    print(f"{layer.layer_id:>5} {report.load_cv[i]:>8.3f} {report.normalized_entropy[i]:>8.3f} "
-          f"{report.mi_token[i]:>11.3f} {report.mi_label[i]:>11.3f}")
-print("I(expert_l; expert_l+1):", np.round(report.mi_transition, 3))
+    print(f"{layer.layer_id:>5} {report.load_cv[i]:>8.3f} {report.max_violation[i]:>7.2f} "
+          f"{report.info_cell('gate_information', i):>16} {report.info_cell('mi_token', i):>16} "
+          f"{report.info_cell('mi_label', i):>16}")
+print("I(expert_l; expert_l+1):", [report.info_cell("mi_transition", i) for i in range(len(report.mi_transition))])
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 load_heatmap(report, ax=axes[0])

@@ -724,7 +724,8 @@ def report_from_tables(tables: Optional[LogTables], spec: CountSpec, *, estimato
 
     **Soft gate.** ``gate_information`` is :math:`H(\bar p) - \frac1N \sum_x
     H(p(\cdot|x))` with :math:`\bar p` the mean gate distribution: the
-    routing information of the seed paper (docs/theory.md#routing-information).
+    routing information of the seed paper (docs/theory.md#routing-ambiguity-and-routing-information);
+    intervals and nulls: docs/theory.md#uncertainty-of-the-routing-report.
 
     **Mutual informations** are computed from the contingency tables.  The
     default estimator subtracts from the plug-in value :math:`\hat I` the
@@ -734,13 +735,13 @@ def report_from_tables(tables: Optional[LogTables], spec: CountSpec, *, estimato
     buckets x 64 experts and 8,192 pairs: plug-in +1.73 bits, Miller-Madow
     +1.44, jackknife +1.17, NSB +0.82, Chao-Shen +1.52), the shuffle-corrected
     value +0.00; under planted dependence it errs low (conservative),
-    by 0.09-0.47 bits in the same measurements (``benchmarks/bench_report_bias.py``).
+    by 0.09-0.46 bits in the same measurements (``benchmarks/bench_report_bias.py``).
     The null shuffles the expert ids among the counted pairs (both margins
     kept); the p-value is the upper tail of a normal fitted to the null
     values, Holm-adjusted over every MI of the report.  The interval is
     :math:`\hat\theta \pm z_{1-\alpha/2}\,\mathrm{se}`, with the standard
     error of the estimator from the delete-one-group jackknife over groups of
-    whole sequences (a bootstrap overstated it 1.5-7x on these tables; see
+    whole sequences (a bootstrap overstated it 1.9-8.3x on these tables; see
     :mod:`infomoe.logs._uncertainty`).  Top-k sets are ranked :math:`\sum_{i=0}^{k-1}
     \binom{c_i}{i+1}` for the sorted set (combinatorial number system).
 

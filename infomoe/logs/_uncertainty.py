@@ -11,10 +11,11 @@ is that of the delete-one-group jackknife (:func:`jackknife_weights`,
 :func:`replicate_tables`, :func:`jackknife_se`; Künsch 1989 for blocks), not
 of the bootstrap: on tables of routing shape (more cells than pairs) a
 bootstrap replicate duplicates sequences, which inflates the plug-in value
-by a random amount, and its standard error came out 1.5-7x the true one
-(measured against independent replicate logs, 2048 x 64 tables, 8,192
-pairs); the grouped jackknife was within 1.1x under dependence and
-conservative (3.4x) at independence.
+by a random amount, and its standard error came out 1.9-8.3x the true one
+(measured against independent draws, 2048 x 64 tables, 8,192 pairs,
+``benchmarks/bench_report_bias.py``); the grouped jackknife was 1.1-1.4x
+under dependence and conservative (3.4-3.6x) at independence, as the
+Efron-Stein inequality makes it.
 
 The null of a mutual information is the independence of the two variables:
 shuffling the expert ids among the counted pairs of a layer keeps both margins
