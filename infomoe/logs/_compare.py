@@ -213,7 +213,7 @@ def _joint_codes(cols_a, cols_b):
 
 
 def _check_unique(codes, side: _Side, keys, rows_ok):
-    u, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    _, first, counts = np.unique(codes, return_index=True, return_counts=True)
     dup = counts > 1
     if dup.any():
         row = rows_ok[first[np.argmax(dup)]]
@@ -728,7 +728,10 @@ def compare_logs(a, b, *, layers=None, match: str = "seq_position", base: float 
     warns += measured
     _emit(warns)
     warns += notes
-    arr = lambda key: np.array([r[key] for r in res], dtype=np.float64)  # noqa: E731
+
+    def arr(key):
+        return np.array([r[key] for r in res], dtype=np.float64)
+
     return LogComparison(
         layer_ids=np.array(lids, dtype=np.int64), num_matched=int(pr.ia.shape[0]),
         exact_set_match=arr("exact"), jaccard=arr("jaccard"), top1_agreement=arr("top1"),

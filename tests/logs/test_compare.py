@@ -13,8 +13,8 @@ from scipy.stats import entropy as sp_entropy
 from sklearn.metrics import adjusted_mutual_info_score
 
 from infomoe.cli import main
-from infomoe.logs import (LogComparison, SaturationCurve, compare_logs, open_log,
-                          router_saturation, write_log)
+from infomoe.logs import (LogComparison, SaturationCurve, compare_logs, router_saturation,
+                          write_log)
 
 
 def _random_sets(rng, n, L, E, k):
@@ -216,7 +216,7 @@ def test_order_matching_skips_invalid(tmp_path):
 
 def test_token_match_refuses_different_token_ids(tmp_path):
     ids = np.array([[0], [1], [2], [3]])
-    kw = dict(num_experts=4, seq_id=[0, 0, 0, 0], position=[0, 1, 2, 3])
+    kw = {"num_experts": 4, "seq_id": [0, 0, 0, 0], "position": [0, 1, 2, 3]}
     a = _log(tmp_path, "a", ids, token_id=[5, 6, 7, 8], **kw)
     b = _log(tmp_path, "b", ids, token_id=[5, 6, 9, 9], **kw)
     with pytest.warns(RuntimeWarning, match="different token_id"):
@@ -563,3 +563,46 @@ def test_ami_large_sample_expectation_when_the_exact_one_is_too_costly(tmp_path)
     assert np.isnan(s.ami[0]) and not np.isnan(s.jaccard[0])
     with pytest.raises(ValueError, match="`max_ami_terms`"):
         compare_logs(a, b, max_ami_terms=0)
+
+
+def test_damaged_logs_raise_log_errors(pair, tmp_path, capsys):
+    import shutil
+
+    from infomoe.logs import LogFormatError, ShardError
+
+    a, _, _, _ = pair
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    with pytest.raises(LogFormatError):
+        compare_logs(a, bad)
+    cut = tmp_path / "cut"
+    shutil.copytree(a.path, cut)
+    first = sorted(p for p in cut.rglob("expert_ids.1.npy"))[0]
+    first.write_bytes(first.read_bytes()[:-8])     # truncated shard
+    with pytest.raises(ShardError, match="truncated"):
+        compare_logs(a, cut)
+    assert main(["compare", a.path, str(cut), "--out", str(tmp_path / "o")]) == 2
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_cli_layer_not_in_the_logs_is_one_line(pair, tmp_path, capsys):
+    a, b, _, _ = pair
+    assert main(["compare", a.path, b.path, "--layers", "9", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("infomoe compare: error: `layers` names layer 9")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_saturation_of_one_log_skips_invalid_and_checks_keys(tmp_path):
+    ids = np.array([[0], [1], [2], [0], [1], [3]])
+    valid = [True, True, True, True, True, False]
+    log = _log(tmp_path, "s", ids, num_experts=4, seq_id=[0] * 6, position=[0, 1, 2] * 2,
+               step=[1, 1, 1, 2, 2, 2], valid=valid)
+    c = router_saturation(log)
+    assert c.num_matched.tolist() == [2, 2]
+    assert c.exact_set_match.tolist() == [1.0, 1.0]   # token at position 2 is invalid at step 2
+    dup = _log(tmp_path, "d", ids, num_experts=4, seq_id=[0] * 6, position=[0, 0, 1, 0, 1, 2],
+               step=[1, 1, 1, 2, 2, 2])
+    with pytest.raises(ValueError, match="step 1 of `logs\\[0\\]` has 1 duplicated"):
+        router_saturation(dup)
