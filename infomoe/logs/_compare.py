@@ -884,7 +884,7 @@ def _layer_mean(m: np.ndarray) -> np.ndarray:
 
 
 def router_saturation(logs, *, reference: int = -1, steps=None, layers=None,
-                      match: str = "seq_position", base: float = 2,
+                      match: str = "auto", base: float = 2,
                       expert_space: str = "logical",
                       chunk_tokens: int = 1 << 20) -> SaturationCurve:
     r"""How each checkpoint's routing agrees with a reference checkpoint's: router saturation.
@@ -904,8 +904,10 @@ def router_saturation(logs, *, reference: int = -1, steps=None, layers=None,
         (when not every log has one) the position in the list, 0, 1, ...
     layers : int or sequence of int, optional
         Layer ids (default those every log has).
-    match : {"seq_position", "token", "order"}, default "seq_position"
-        How tokens are paired (see :func:`compare_logs`).
+    match : {"auto", "seq_position", "token", "order"}, default "auto"
+        How tokens are paired (see :func:`compare_logs`); ``"auto"``: by
+        ``(seq_id, position)`` when every log has those columns, else in
+        order (noted in ``warnings``).
     base : float, default 2
         Logarithm base of ``js``.
     expert_space : {"logical", "as_logged"}, default "logical"
@@ -944,7 +946,9 @@ def router_saturation(logs, *, reference: int = -1, steps=None, layers=None,
     >>> curve.steps.tolist(), curve.exact_set_match.tolist()
     ([0, 1, 2], [0.5, 0.75, 1.0])
     """
-    b_ = _check_options(match, base, None, expert_space, chunk_tokens)
+    auto = match == "auto"
+    notes: list = []  # how something was done: kept in `warnings`, not issued
+    b_ = _check_options("seq_position" if auto else match, base, None, expert_space, chunk_tokens)
     warns: list = []
     if isinstance(logs, (str, bytes, os.PathLike)) or not isinstance(logs, Sequence):
         from infomoe.logs._reader import RoutingLog
@@ -1003,6 +1007,12 @@ def router_saturation(logs, *, reference: int = -1, steps=None, layers=None,
     lids, warn = _check_layers(layers, datas, [dd.name for dd in datas])
     if warn:
         warns.append(warn)
+    if auto:
+        keyed = all(dd.has("seq_id") and dd.has("position") for dd in datas)
+        match = "seq_position" if keyed else "order"
+        if not keyed:
+            notes.append("tokens are paired in order (match='auto': not every log has seq_id "
+                         "and position columns)")
     pairings = []
     for s, side in enumerate(sides):
         pr = _pair(side, sides[ref], match)
@@ -1029,6 +1039,7 @@ def router_saturation(logs, *, reference: int = -1, steps=None, layers=None,
         warns.append("js is NaN where a checkpoint or the reference drops every choice of the "
                      "matched tokens (zero load)")
     _emit(warns)
+    warns += notes
     return SaturationCurve(
         steps=step_arr, reference=ref, layer_ids=np.array(lids, np.int64),
         num_matched=np.array([p.ia.shape[0] for p in pairings], np.int64),

@@ -35,9 +35,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="with --saturation: index of the reference checkpoint (default -1, the last)")
     p.add_argument("--steps", type=int, nargs="+", default=None,
                    help="with --saturation: the checkpoints' steps (default: from the logs)")
-    p.add_argument("--match", choices=("seq_position", "token", "order"), default="seq_position",
+    p.add_argument("--match", choices=("seq_position", "token", "order"), default=None,
                    help="pair tokens by (seq_id, position), by (seq_id, position) with equal "
-                        "token_id, or by order (default seq_position)")
+                        "token_id, or by order (default seq_position; with --saturation, "
+                        "seq_position when every log has those columns, else order)")
     p.add_argument("--layers", type=int, nargs="+", default=None,
                    help="layer ids (default: those every log has)")
     p.add_argument("--base", type=float, default=2.0,
@@ -95,11 +96,12 @@ def run(args) -> int:
             result = router_saturation(
                 logs if len(logs) > 1 else logs[0],
                 reference=-1 if args.reference is None else args.reference, steps=args.steps,
-                layers=args.layers, match=args.match, base=args.base,
+                layers=args.layers, match=args.match or "auto", base=args.base,
                 expert_space=args.expert_space)
             name = "saturation"
         else:
-            result = compare_logs(logs[0], logs[1], layers=args.layers, match=args.match,
+            result = compare_logs(logs[0], logs[1], layers=args.layers,
+                                  match=args.match or "seq_position",
                                   base=args.base, ami_label=args.ami_label,
                                   expert_space=args.expert_space)
             name = "comparison"

@@ -431,7 +431,7 @@ def test_saturation_of_one_log_with_a_step_column(checkpoints, tmp_path):
 def test_saturation_steps_from_metadata_positions_or_argument(tmp_path):
     ids = np.array([[0], [1], [2], [3]])
     plain = [str(_log(tmp_path, f"p{s}", (ids + s) % 4, num_experts=4).path) for s in range(3)]
-    curve = router_saturation(plain, match="order")   # the issue-18 demo call, without steps
+    curve = router_saturation(plain, match="order")
     assert curve.steps.tolist() == [0, 1, 2] and curve.step_source == "list position"
     assert curve.exact_set_match.tolist() == [0.0, 0.0, 1.0]
     meta = [str(_log(tmp_path, f"m{s}", ids, num_experts=4, metadata={"step": 10 * s}).path)
@@ -606,3 +606,20 @@ def test_saturation_of_one_log_skips_invalid_and_checks_keys(tmp_path):
                step=[1, 1, 1, 2, 2, 2])
     with pytest.raises(ValueError, match="step 1 of `logs\\[0\\]` has 1 duplicated"):
         router_saturation(dup)
+
+
+def test_saturation_auto_match_pairs_plain_logs_in_order(tmp_path, checkpoints):
+    import warnings
+
+    ids = np.array([[0], [1], [2], [3]])
+    plain = [str(_log(tmp_path, f"p{s}", (ids + (s < 1)) % 4, num_experts=4).path)
+             for s in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curve = router_saturation(plain)                # the issue-18 demo call
+    assert curve.match == "order" and curve.exact_set_match.tolist() == [0.0, 1.0, 1.0]
+    assert any("paired in order" in w for w in curve.warnings)
+    keyed = router_saturation(checkpoints[0])
+    assert keyed.match == "seq_position" and keyed.warnings == ()
+    with pytest.raises(ValueError, match="`match`"):
+        router_saturation(plain, match="content")
