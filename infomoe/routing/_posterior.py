@@ -260,6 +260,18 @@ def _entropy_rows(p: np.ndarray, base) -> np.ndarray:
     return np.asarray(shannon_entropy(p, base=base), dtype=np.float64)
 
 
+def _channel(probs, from_logits, base):
+    """The router's channel: every token one input of equal weight (:func:`infomoe.channel_information`)."""
+    from types import SimpleNamespace
+
+    from infomoe._information import channel_information
+
+    p = _rows(probs, from_logits)
+    ci = channel_information(p, base=check_base(base))
+    return SimpleNamespace(entropy=ci.entropy, conditional_entropy=ci.conditional_entropy,
+                           mutual_information=ci.mutual_information, num_outcomes=p.shape[-1])
+
+
 def routing_ambiguity(probs, *, from_logits: bool = False, base: float = 2) -> float:
     """Routing ambiguity ``H(E|X)``: the mean entropy of the routing posterior.
 
@@ -291,9 +303,7 @@ def routing_ambiguity(probs, *, from_logits: bool = False, base: float = 2) -> f
     >>> routing_ambiguity([[0.5, 0.5], [1.0, 0.0]])
     0.5
     """
-    p = _rows(probs, from_logits)
-    check_base(base)
-    return float(_entropy_rows(p, base).mean())
+    return float(_channel(probs, from_logits, base).conditional_entropy)
 
 
 def aggregate_posterior(probs, *, from_logits: bool = False) -> np.ndarray:
@@ -354,10 +364,8 @@ def aggregate_kl_to_uniform(probs, *, from_logits: bool = False, base: float = 2
     >>> aggregate_kl_to_uniform([[1.0, 0.0], [1.0, 0.0]])
     1.0
     """
-    p = _rows(probs, from_logits)
-    qbar = p.mean(axis=0)
-    h = float(_entropy_rows(qbar, base))
-    return max(_nats_to(math.log(p.shape[-1]), base) - h, 0.0)
+    ci = _channel(probs, from_logits, base)
+    return max(_nats_to(math.log(ci.num_outcomes), base) - float(ci.entropy), 0.0)
 
 
 def routing_information(probs, *, from_logits: bool = False, base: float = 2) -> float:
@@ -390,10 +398,7 @@ def routing_information(probs, *, from_logits: bool = False, base: float = 2) ->
     >>> routing_information([[1.0, 0.0], [0.0, 1.0]])
     1.0
     """
-    p = _rows(probs, from_logits)
-    h_bar = float(_entropy_rows(p.mean(axis=0), base))
-    h_cond = float(_entropy_rows(p, base).mean())
-    return max(h_bar - h_cond, 0.0)
+    return float(_channel(probs, from_logits, base).mutual_information)
 
 
 def renyi2_entropy(probs, *, from_logits: bool = False, base: float = 2) -> np.ndarray:
