@@ -39,7 +39,8 @@ class FrontierPoint:
         expert drawn from the soft gate.  ``(rate, channel_loss)`` is an
         achievable point, so it is never below the frontier.
     frontier_loss : float
-        ``D(rate)`` on the solved (achievable) curve; the true ``D(R)`` lies in
+        ``D(rate)`` on the solved (achievable) curve, or ``channel_loss`` if
+        smaller (the soft gate is an achievable channel); the true ``D(R)`` lies in
         ``[frontier_loss_lower, frontier_loss]``.
     frontier_loss_lower : float
         Certified lower bound of ``D(rate)``.
@@ -211,7 +212,8 @@ def router_frontier_point(loss_matrix, router_probs, router_loss: Optional[float
 
     r = np.asarray(curve.rate, dtype=np.float64)
     dist = np.asarray(curve.distortion, dtype=np.float64)
-    d_up = float(np.interp(rate, r, dist))  # achievable by time-sharing between solved channels
+    # achievable by time-sharing between solved channels; and the soft gate itself is a channel
+    d_up = min(float(np.interp(rate, r, dist)), channel)
     d_low = min(_loss_lower_bound(curve, rate), d_up)
     tie = 1e-12 * max(1.0, abs(curve.d_min))
     if loss < curve.d_min - tie:
@@ -225,6 +227,8 @@ def router_frontier_point(loss_matrix, router_probs, router_loss: Optional[float
         else:
             order = np.argsort(dist, kind="stable")
             r_up = float(np.interp(loss, dist[order], r[order]))
+        if loss >= channel:  # the soft gate attains `channel` at `rate`
+            r_up = min(r_up, rate)
         r_low = min(rate_lower_bound(curve, loss), r_up)
     below = r_low is None or rate < r_low - atol
     return FrontierPoint(
