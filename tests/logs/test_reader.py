@@ -40,7 +40,8 @@ def test_layer_and_column_selection(log3):
     chunks = list(log.iter_chunks(layers=[2], columns=["expert_ids", "seq_id"]))
     assert len(chunks) == 3
     for c, (ids, _, _) in zip(chunks, data):
-        assert set(c) == {"expert_ids", "seq_id", "kind", "shard", "start"}
+        assert set(c) == {"expert_ids", "seq_id", "kind", "shard", "start", "offset"}
+        assert c["offset"] == sum(len(d[0]) for d in data[:c["shard"]]) + c["start"]
         assert list(c["expert_ids"]) == [2]
         np.testing.assert_array_equal(c["expert_ids"][2], ids[:, 1])
         assert not c["expert_ids"][2].flags.writeable
