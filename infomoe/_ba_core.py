@@ -29,6 +29,7 @@ the previous solution.
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -229,6 +230,27 @@ def _certificate(c):
     return jnp.log(jnp.max(c, axis=1))
 
 
+class _NewtonState(NamedTuple):
+    """Carry of the rate-distortion Newton loop, per slope (``L``) unless said."""
+
+    x: jax.Array           # [L, E] expert marginals
+    lam: jax.Array         # [L] Levenberg damping
+    iterations: jax.Array  # [L] iterations taken before the certificate was met
+    done: jax.Array        # [L] certificate met
+    k: jax.Array           # [] iterations of the loop
+
+
+class _CapacityState(NamedTuple):
+    """Carry of the capacity Newton loop."""
+
+    p: jax.Array    # [N] input distribution
+    D: jax.Array    # [N] divergences D(W(.|x) || pW)
+    lo: jax.Array   # [] lower bound on the capacity
+    up: jax.Array   # [] upper bound
+    lam: jax.Array  # [] damping
+    it: jax.Array   # [] iterations
+
+
 def _newton_loop(xs, betas, x0, tol_nats, max_iter, cache):
     """Projected-Newton iterations for the slopes ``betas`` from ``x0`` ([L, E])."""
     L, E = x0.shape
@@ -236,8 +258,7 @@ def _newton_loop(xs, betas, x0, tol_nats, max_iter, cache):
     lam0 = jnp.full((L,), 1e-10 if dt == jnp.float64 else 1e-5, dt)
 
     def cond(s):
-        x, lam, it, done, k = s
-        return jnp.any(~done) & (k < max_iter)
+        return jnp.any(~s.done) & (s.k < max_iter)
 
     def body(s):
         x, lam, it, done, k = s
@@ -251,12 +272,11 @@ def _newton_loop(xs, betas, x0, tol_nats, max_iter, cache):
         x = jnp.where(done[:, None], x, xn)
         lam = jnp.where(done, lam, lamn)
         it = it + (~done).astype(it.dtype)
-        return x, lam, it, done, k + 1
+        return _NewtonState(x, lam, it, done, k + 1)
 
-    init = (x0, lam0, jnp.zeros((L,), jnp.int32), jnp.zeros((L,), bool),
-            jnp.asarray(0, jnp.int32))
-    x, _, it, _, _ = lax.while_loop(cond, body, init)
-    return x, it
+    init = _NewtonState(x0, lam0, jnp.zeros((L,), jnp.int32), jnp.zeros((L,), bool), jnp.asarray(0, jnp.int32))
+    final = lax.while_loop(cond, body, init)
+    return final.x, final.iterations
 
 
 def _finish(dd, pw, betas, xs, x, it, cache):
@@ -397,8 +417,7 @@ def _capacity_newton(W, logW, p0, tol_nats, max_iter):
     negh = jnp.sum(jnp.where(W > 0, W * logW, 0), axis=1)
 
     def cond(s):
-        p, D, lo, up, lam, it = s
-        return (up - lo > tol_nats) & (it < max_iter)
+        return (s.up - s.lo > tol_nats) & (s.it < max_iter)
 
     def body(s):
         p, D, lo, up, lam, it = s
@@ -411,13 +430,12 @@ def _capacity_newton(W, logW, p0, tol_nats, max_iter):
         F0 = _cap_objective(p[None, :], W, negh)[0]
         pn, lam = _choose(p, -D, F0, X, Fk, lam)
         _, D, lo, up = _cap_divergences(pn, W, logW)
-        return pn, D, lo, up, lam, it + 1
+        return _CapacityState(pn, D, lo, up, lam, it + 1)
 
     _, D0, lo0, up0 = _cap_divergences(p0, W, logW)
     lam0 = jnp.asarray(1e-10 if dt == jnp.float64 else 1e-5, dt)
-    p, D, lo, up, _, it = lax.while_loop(
-        cond, body, (p0, D0, lo0, up0, lam0, jnp.asarray(0, jnp.int32)))
-    return p, lo, up, it
+    s = lax.while_loop(cond, body, _CapacityState(p0, D0, lo0, up0, lam0, jnp.asarray(0, jnp.int32)))
+    return s.p, s.lo, s.up, s.it
 
 
 # channel capacity, many inputs: Arimoto's iteration with an adaptive step
