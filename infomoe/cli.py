@@ -1,4 +1,4 @@
-"""The ``infomoe`` command line: ``infomoe demo | report | export``.
+"""The ``infomoe`` command line: ``infomoe demo [router] | report | compare | export``.
 
 Each subcommand lives beside the code it drives and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``; this module
