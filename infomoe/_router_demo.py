@@ -171,7 +171,8 @@ def coactivation(ids: np.ndarray, num_experts: int) -> dict:
     dict
         ``pair_fraction`` (E, E): fraction of tokens choosing both ``i`` and
         ``j`` (the diagonal: choosing ``i``); ``lift`` (E, E): that fraction
-        over ``f_i f_j`` (1 = as often as independent choices would);
+        over ``f_i f_j`` (1 = as often as independent choices would; NaN on
+        the diagonal, where it is not defined);
         ``max_lift`` and ``top_pair`` (the off-diagonal pair with the largest lift).
 
     Examples
@@ -195,8 +196,8 @@ def coactivation(ids: np.ndarray, num_experts: int) -> dict:
     f = np.diag(pair)
     with np.errstate(divide="ignore", invalid="ignore"):
         lift = np.where(np.outer(f, f) > 0, pair / np.outer(f, f), 0.0)
-    off = lift.copy()
-    np.fill_diagonal(off, -np.inf)
+    np.fill_diagonal(lift, np.nan)  # a token chooses an expert once: no lift of a pair (i, i)
+    off = np.where(np.isnan(lift), -np.inf, lift)
     i, j = np.unravel_index(int(np.argmax(off)), off.shape)
     return {"pair_fraction": pair, "lift": lift, "max_lift": float(off[i, j]), "top_pair": (int(i), int(j))}
 
@@ -338,12 +339,12 @@ def _figures(out: str, res: dict, report, curve, saturation) -> dict:
     fig = Figure(figsize=(3.0 * n, 3.2))
     axes = np.atleast_1d(fig.subplots(1, n))
     for ax, row in zip(axes, res["layers"]):
-        lift = np.asarray(row["coactivation_lift"], dtype=float)
-        im = ax.imshow(lift, cmap="RdBu_r", vmin=0, vmax=max(2.0, float(np.nanmax(lift))))
-        ax.set_title(f"layer {row['layer_id']} co-activation lift", fontsize="small")
+        lift = np.array([[np.nan if v is None else v for v in r] for r in row["coactivation_lift"]], dtype=float)
+        im = ax.imshow(np.ma.masked_invalid(lift), cmap="RdBu_r", vmin=0, vmax=2.0)
+        ax.set_title(f"layer {row['layer_id']}: co-activation lift", fontsize="small")
         ax.set_xlabel("expert")
         ax.set_ylabel("expert")
-    fig.colorbar(im, ax=list(axes), shrink=0.8)
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label="P(i, j) / (P(i) P(j)); 1 = independent, capped at 2")
     fig.savefig(os.path.join(out, "coactivation.png"), dpi=120)
     paths["coactivation"] = os.path.join(out, "coactivation.png")
 
