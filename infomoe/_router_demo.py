@@ -29,11 +29,10 @@ import sysconfig
 import time
 import zlib
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
 
 import numpy as np
 
-__all__ = ["DemoSettings", "QUICK", "FULL", "stdlib_corpus", "coactivation", "run_router_demo"]
+__all__ = ["FULL", "QUICK", "DemoSettings", "coactivation", "run_router_demo", "stdlib_corpus"]
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,8 @@ def _stdlib_files(root: str) -> list:
     return sorted(out)
 
 
-def stdlib_corpus(*, test_every: int = 10, max_train_bytes: Optional[int] = None,
-                  max_test_bytes: Optional[int] = None, root: Optional[str] = None):
+def stdlib_corpus(*, test_every: int = 10, max_train_bytes: int | None = None,
+                  max_test_bytes: int | None = None, root: str | None = None):
     """The standard library's Python source as bytes, split by file into train and held-out sets.
 
     A file is held out when ``crc32(relative path) % test_every == 0``
@@ -484,7 +483,7 @@ def run_router_demo(out: str, *, settings: DemoSettings = FULL, seed: int = 0, p
     echo(f"{'layer':>5} {'I(X;T) soft':>11} {'max lift':>8} {'top pair':>8}")
     for r in layers:
         echo(f"{r['layer_id']:>5} {r['soft_gate_information']:>11.3f} {r['coactivation_max_lift']:>8.2f} "
-             f"{str(r['coactivation_top_pair']):>8}")
+             f"{r['coactivation_top_pair']!s:>8}")
     echo("  lift = P(i and j chosen together) / (P(i) P(j)); 1 = as if chosen independently")
 
     # router saturation across the checkpoints
@@ -542,7 +541,7 @@ def run_router_demo(out: str, *, settings: DemoSettings = FULL, seed: int = 0, p
         rd = "-" if p.frontier_rate is None else f"{p.frontier_rate:.3f}"
         wr = "-" if p.wasted_rate is None else f"{p.wasted_rate:.3f}"
         echo(f"{name:<28} {p.rate:>7.3f} {p.loss:>8.4f} {p.frontier_loss:>8.4f} {p.excess_loss:>8.4f} "
-             f"{rd:>7} {wr:>7} {str(p.below_frontier):>6}")
+             f"{rd:>7} {wr:>7} {p.below_frontier!s:>6}")
     echo(f"  rate in {curve.unit} (soft-gate I(X;T) of the layer on these tokens), loss in nats; excess = loss - "
          "D(rate), wasted = rate - R(loss).")
     echo("  The channel points are achievable routers, so they can never be below the frontier (checked "
@@ -590,7 +589,7 @@ def run_router_demo(out: str, *, settings: DemoSettings = FULL, seed: int = 0, p
     return res
 
 
-def settings_for(*, quick: bool = False, steps: Optional[int] = None, layer: Optional[int] = None) -> DemoSettings:
+def settings_for(*, quick: bool = False, steps: int | None = None, layer: int | None = None) -> DemoSettings:
     """:data:`FULL` or :data:`QUICK` with the command line's overrides."""
     s = QUICK if quick else FULL
     if steps is not None:

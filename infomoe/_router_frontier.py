@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
 from infomoe._validate import as_float_array, as_probability_rows, check_base
 
-__all__ = ["FrontierPoint", "router_frontier_point", "rate_lower_bound"]
+__all__ = ["FrontierPoint", "rate_lower_bound", "router_frontier_point"]
 
 
 @dataclass(frozen=True)
@@ -79,10 +78,10 @@ class FrontierPoint:
     frontier_loss_lower: float
     excess_loss: float
     excess_loss_upper: float
-    frontier_rate: Optional[float]
-    frontier_rate_lower: Optional[float]
-    wasted_rate: Optional[float]
-    wasted_rate_upper: Optional[float]
+    frontier_rate: float | None
+    frontier_rate_lower: float | None
+    wasted_rate: float | None
+    wasted_rate_upper: float | None
     below_frontier: bool
     best_single_loss: float
     oracle_loss: float
@@ -141,7 +140,7 @@ def _loss_lower_bound(curve, rate: float) -> float:
     return float(max(curve.d_min, cand.max() if cand.size else curve.d_min))
 
 
-def router_frontier_point(loss_matrix, router_probs, router_loss: Optional[float] = None, *, curve=None,
+def router_frontier_point(loss_matrix, router_probs, router_loss: float | None = None, *, curve=None,
                           base: float = 2, betas=None, atol: float = 1e-7, **curve_options) -> FrontierPoint:
     """Place a learned router against the accuracy-rate frontier of its layer.
 

@@ -112,8 +112,8 @@ def _run_router_demo(args) -> int:
 def _run_demo(args) -> int:
     from infomoe.bank._data import load_mnist
     from infomoe.bank._experiment import run_experiment, write_results
-    from infomoe.cli import check_output_dir
     from infomoe.bank._experts import default_cache_dir
+    from infomoe.cli import check_output_dir
 
     t0 = time.perf_counter()
     # Before any training: a minute of work must not end in a traceback at the last step.

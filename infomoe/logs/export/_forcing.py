@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -200,7 +199,6 @@ def forced_routing(model, ids, weights=None, *, layer: int, rows=None, adapter="
                     w = torch.zeros((n, k), dtype=torch.float32, device=h.device)
                     w[:, 0] = 1.0
                     state.weights = w
-                return None
 
             pre = site.module.register_forward_pre_hook(sized)
         try:

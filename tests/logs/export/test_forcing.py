@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from infomoe.logs.export import (  # noqa: E402
+from infomoe.logs.export import (
     expert_loss_matrix,
     forced_routing,
     get_adapter,
@@ -105,9 +105,8 @@ def test_bad_arguments_name_themselves():
         expert_loss_matrix(model, x, layer=0, mode="bogus")
     with pytest.raises(ValueError, match="`input_ids`"):
         expert_loss_matrix(model, x[0], layer=0)
-    with pytest.raises(ValueError, match="`ids` 9"):
-        with forced_routing(model, 9, layer=0):
-            pass
+    with pytest.raises(ValueError, match="`ids` 9"), forced_routing(model, 9, layer=0):
+        pass
 
 
 def test_the_router_is_never_below_the_frontier():
