@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import infomoe.logs._distributed as distributed_module
+import infomoe.logs._cli as report_cli_module
 from infomoe.cli import UsageError, check_output_dir, main, require_extra
 from infomoe.logs import write_log
 
@@ -72,7 +72,7 @@ def test_usage_error_is_one_line_and_status_2(tiny_log, tmp_path, capsys, monkey
     def refuse(args):
         raise UsageError("the first line\nand a second one")
 
-    monkeypatch.setattr(distributed_module, "report_analyzer", refuse)
+    monkeypatch.setattr(report_cli_module, "report_analyzer", refuse)
     assert main(["report", tiny_log.path, "--out", str(tmp_path / "r")]) == 2
     assert _one_error_line(capsys, "report") == "infomoe report: error: the first line and a second one"
 
@@ -81,7 +81,7 @@ def test_a_bug_keeps_its_traceback(tiny_log, tmp_path, monkeypatch):
     def bug(args):
         raise RuntimeError("an internal error")
 
-    monkeypatch.setattr(distributed_module, "report_analyzer", bug)
+    monkeypatch.setattr(report_cli_module, "report_analyzer", bug)
     with pytest.raises(RuntimeError, match="an internal error"):
         main(["report", tiny_log.path, "--out", str(tmp_path / "r")])
 
@@ -90,7 +90,7 @@ def test_report_out_is_checked_before_the_log_is_read(tiny_log, tmp_path, capsys
     def not_reached(*a, **k):
         raise AssertionError("the log was analysed before --out was checked")
 
-    monkeypatch.setattr(distributed_module, "report_analyzer", not_reached)
+    monkeypatch.setattr(report_cli_module, "report_analyzer", not_reached)
     f = tmp_path / "file"
     f.write_text("x")
     for out, needle in ((f, "is a file"), (f / "rep", "cannot be created")):
