@@ -1,18 +1,21 @@
-"""Short, one-line reprs for result objects that hold arrays.
+"""Short, one-line reprs for result objects that hold arrays, and their JSON-ready form.
 
 The default dataclass repr prints every array in full (a routing-log report of
 64 experts x 16 layers runs to thousands of characters); results here print
 each array as its shape and range, each tuple of arrays as its length, and
-scalars as they are.
+scalars as they are.  :func:`json_ready` turns the same values into what
+``json.dumps(..., allow_nan=False)`` accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 
 import numpy as np
 
-__all__ = ["short_value", "dataclass_repr", "fmt_number", "span"]
+__all__ = ["short_value", "dataclass_repr", "fmt_number", "span", "json_ready"]
 
 #: Longest 1-D numeric array printed in full.
 MAX_ENTRIES = 8
@@ -93,3 +96,27 @@ def span(a) -> str:
         return "[nan]"
     text = f"[{np.nanmin(a):.4g}, {np.nanmax(a):.4g}]"
     return text + (f" ({nan} nan)" if nan else "")
+
+
+def json_ready(v):
+    """`v` with arrays as lists, NumPy scalars as Python ones, NaN and infinities as None, keys as str.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> json_ready({"a": np.array([1.0, np.nan]), 3: (np.int64(2), np.bool_(True), float("inf"))})
+    {'a': [1.0, None], '3': [2, True, None]}
+    """
+    if isinstance(v, dict):
+        return {str(k): json_ready(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [json_ready(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return json_ready(v.tolist())
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(float(v)) else None
+    return v

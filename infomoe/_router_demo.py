@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from infomoe._repr import json_ready
+
 __all__ = ["FULL", "QUICK", "DemoSettings", "coactivation", "run_router_demo", "stdlib_corpus"]
 
 
@@ -205,22 +207,6 @@ def _soft_gate_information(logits: np.ndarray) -> float:
     from infomoe.routing import routing_information
 
     return float(routing_information(np.asarray(logits, dtype=np.float64), from_logits=True))
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (np.bool_, bool)):
-        return bool(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return None if not math.isfinite(float(v)) else float(v)
-    return v
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -573,11 +559,11 @@ def run_router_demo(out: str, *, settings: DemoSettings = FULL, seed: int = 0, p
                         router_probs=m.router_probs, routed_ids=m.routed_ids, routed_weights=m.routed_weights,
                         seq_id=m.seq_id, position=m.position, target=m.target)
     t5 = time.perf_counter()
-    res = _jsonable(res)
+    res = json_ready(res)
     paths = _figures(out, res, report, curve, saturation)
     timings["figures_s"] = time.perf_counter() - t5
     timings["total_s"] = time.perf_counter() - t0
-    res["timings"] = _jsonable(timings)
+    res["timings"] = json_ready(timings)
     res["paths"] = paths
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(res, fh, indent=1, allow_nan=False)

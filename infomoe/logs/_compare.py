@@ -44,7 +44,7 @@ from typing import Optional
 
 import numpy as np
 
-from infomoe._repr import dataclass_repr
+from infomoe._repr import dataclass_repr, json_ready
 from infomoe._validate import check_base, check_choice, check_positive_int, unit_name
 
 __all__ = ["LogComparison", "SaturationCurve", "compare_logs", "router_saturation"]
@@ -448,22 +448,6 @@ def _emit(messages) -> None:
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (tuple, list)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (numbers.Integral,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(float(v)) else None
-    return v
-
-
 def _cell(v, width: int, fmt: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-".rjust(width)
@@ -556,7 +540,7 @@ class LogComparison:
         lists, per layer, whether the KL was infinite."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["kl_infinite"] = [bool(math.isinf(v)) for v in self.kl]
-        return _jsonable(d)
+        return json_ready(d)
 
     def to_json(self, *, indent: Optional[int] = 2) -> str:
         """The comparison as JSON text (see :meth:`to_dict`)."""
@@ -839,7 +823,7 @@ class SaturationCurve:
         """JSON-ready dict (NaN written as null)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["reference_step"] = self.reference_step
-        return _jsonable(d)
+        return json_ready(d)
 
     def to_json(self, *, indent: Optional[int] = 2) -> str:
         """The curve as JSON text."""

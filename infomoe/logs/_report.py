@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from infomoe._repr import short_value
+from infomoe._repr import json_ready, short_value
 from infomoe._validate import check_base, check_choice, log_base, unit_name
 from infomoe.logs._manifest import Manifest
 from infomoe.logs._tables import CountSpec, LogTables
@@ -267,23 +267,6 @@ class LogReport:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN written as null)."""
-        def clean(v):
-            if v is None:
-                return None
-            if isinstance(v, dict):
-                return {k: clean(x) for k, x in v.items()}
-            if isinstance(v, (tuple, list)):
-                return [clean(x) for x in v]
-            if isinstance(v, np.ndarray):
-                return clean(v.tolist())
-            if isinstance(v, (bool, np.bool_)):
-                return bool(v)
-            if isinstance(v, (float, np.floating)):
-                return None if not math.isfinite(float(v)) else float(v)
-            if isinstance(v, (np.integer,)):
-                return int(v)
-            return v
-
         def entry(name, i):
             arr = getattr(self, name)
             if arr is None:
@@ -319,7 +302,7 @@ class LogReport:
         transitions = [{"from_layer": int(self.layer_ids[i]), "to_layer": int(self.layer_ids[i + 1]),
                         "mi": entry("mi_transition", i), "cooccurrence": self.cooccurrence[i]}
                        for i in range(len(self.mi_transition))]
-        return clean({
+        return json_ready({
             "format": "infomoe.log-report", "version": 2,
             "source": self.source, "model_id": self.model_id, "num_tokens": self.num_tokens,
             "unit": self.unit, "base": self.base, "estimator": self.estimator,
