@@ -624,25 +624,13 @@ def import_megatron_requests(requests: Iterable, out, *, num_experts: int, layer
     2
     """
     from infomoe._validate import check_positive_int
-    from infomoe.logs.ingest._requests import Request, clean_ids, moe_layer_axis, write_requests
-    from infomoe.logs.ingest._vllm import _per_request
+    from infomoe.logs.ingest._requests import (Request, clean_ids, moe_layer_axis, request_ids_and_labels,
+                                               request_items, write_requests)
 
     num_experts = check_num_experts(num_experts, "`num_experts`")
     shard_tokens = check_positive_int(shard_tokens, "shard_tokens")
-    if isinstance(requests, (str, bytes, os.PathLike, dict)) or not isinstance(requests, Iterable):
-        raise TypeError(f"`requests` must be a list with one item per request, got {describe(requests)}.")
-    items = list(requests)
-    if not items:
-        raise ValueError("`requests` is empty; at least one request is needed.")
-    request_ids = _per_request(request_ids, "request_ids", len(items))
-    labels = _per_request(labels, "labels", len(items))
-    if request_ids is not None:
-        request_ids = [check_int(x, f"`request_ids`[{i}]", minimum=0, maximum=INT64_MAX)
-                       for i, x in enumerate(request_ids)]
-        if len(set(request_ids)) != len(items):
-            raise ValueError("`request_ids` must be distinct.")
-    if labels is not None:
-        labels = [check_int(x, f"`labels`[{i}]", minimum=-1, maximum=INT32_MAX) for i, x in enumerate(labels)]
+    items = request_items(requests, "requests")
+    request_ids, labels = request_ids_and_labels(request_ids, labels, len(items))
     reqs = []
     for i, item in enumerate(items):
         a, toks, where = _request_parts(item, i)

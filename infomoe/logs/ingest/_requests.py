@@ -20,13 +20,15 @@ four things, which live here once:
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
 from infomoe.logs.ingest._common import (
     INT32_MAX,
+    INT64_MAX,
     ImportResult,
     check_int,
     check_layer_ids,
@@ -35,7 +37,8 @@ from infomoe.logs.ingest._common import (
     write_log,
 )
 
-__all__ = ["Request", "SENTINELS", "clean_ids", "moe_layers_from_config", "moe_layer_axis", "write_requests"]
+__all__ = ["Request", "SENTINELS", "clean_ids", "moe_layers_from_config", "moe_layer_axis", "write_requests",
+           "request_items", "per_request", "request_ids_and_labels", "row_offsets"]
 
 #: Values that mark an empty slot rather than an expert: ``-1`` (int32 padding), ``255`` and ``65535``
 #: (``-1`` or a "no expert" fill stored as uint8/uint16, SGLang #9499-style shared/padded slots).  They
@@ -265,3 +268,48 @@ def write_requests(requests: Sequence[Request], out, *, source: str, num_experts
 def request_ids_array(value, where: str) -> np.ndarray:
     """A request's routed-experts value as ``int64 [rows, layers, k]`` (sentinels kept for :func:`clean_ids`)."""
     return int_array(value, f"{where}: routed_experts [seq_len, layer_num, topk]", ndim=3, minimum=-1)
+
+
+def request_items(value, name: str) -> list:
+    """The per-request items of an importer's first argument, as a non-empty list."""
+    if isinstance(value, (str, bytes, os.PathLike, dict)) or not isinstance(value, Iterable):
+        raise TypeError(f"`{name}` must be a list with one item per request, got {describe(value)}.")
+    items = list(value)
+    if not items:
+        raise ValueError(f"`{name}` is empty; at least one request is needed.")
+    return items
+
+
+def per_request(seq, name: str, n: int):
+    """`seq` checked to be a sequence of one entry per request (None stays None)."""
+    if seq is None:
+        return None
+    if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__") or not hasattr(seq, "__getitem__"):
+        raise TypeError(f"`{name}` must be a sequence with one entry per request, got {describe(seq)}.")
+    if len(seq) != n:
+        raise ValueError(f"`{name}` has {len(seq)} entries for {n} requests.")
+    return seq
+
+
+def request_ids_and_labels(request_ids, labels, n: int):
+    """The optional ``request_ids`` (distinct, >= 0) and ``labels`` (>= -1) of `n` requests, as int lists."""
+    request_ids = per_request(request_ids, "request_ids", n)
+    labels = per_request(labels, "labels", n)
+    if request_ids is not None:
+        request_ids = [check_int(x, f"`request_ids`[{i}]", minimum=0, maximum=INT64_MAX)
+                       for i, x in enumerate(request_ids)]
+        if len(set(request_ids)) != n:
+            raise ValueError("`request_ids` must be distinct.")
+    if labels is not None:
+        labels = [check_int(x, f"`labels`[{i}]", minimum=-1, maximum=INT32_MAX) for i, x in enumerate(labels)]
+    return request_ids, labels
+
+
+def row_offsets(value, name: str, n: int):
+    """Position of row 0 of each of `n` requests: one int for all, or one per request (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral):
+        return [check_int(value, f"`{name}`", minimum=0, maximum=INT32_MAX)] * n
+    return [check_int(x, f"`{name}`[{i}]", minimum=0, maximum=INT32_MAX)
+            for i, x in enumerate(per_request(value, name, n))]

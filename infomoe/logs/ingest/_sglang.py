@@ -43,7 +43,6 @@ destination and moved into place only when complete.
 
 from __future__ import annotations
 
-import numbers
 import os
 import re
 from pathlib import Path
@@ -785,7 +784,7 @@ def import_sglang_requests(responses: Iterable, out, *, num_experts: int, num_la
         moe_layers_from_config,
         write_requests,
     )
-    from infomoe.logs.ingest._vllm import _per_request
+    from infomoe.logs.ingest._requests import per_request, request_ids_and_labels, request_items, row_offsets
 
     num_experts = check_num_experts(num_experts, "`num_experts`")
     shard_tokens = check_positive_int(shard_tokens, "shard_tokens")
@@ -801,26 +800,10 @@ def import_sglang_requests(responses: Iterable, out, *, num_experts: int, num_la
         num_layers = check_int(num_layers, "`num_layers`", minimum=1, maximum=10**6)
     if top_k is not None:
         top_k = check_int(top_k, "`top_k`", minimum=1, maximum=num_experts)
-    if isinstance(responses, (str, bytes, os.PathLike, dict)) or not isinstance(responses, Iterable):
-        raise TypeError(f"`responses` must be a list with one item per request, got {describe(responses)}.")
-    items = list(responses)
-    if not items:
-        raise ValueError("`responses` is empty; at least one request is needed.")
-    token_ids = _per_request(token_ids, "token_ids", len(items))
-    request_ids = _per_request(request_ids, "request_ids", len(items))
-    labels = _per_request(labels, "labels", len(items))
-    if start_len is not None and not isinstance(start_len, numbers.Integral):
-        start_len = [check_int(x, f"`start_len`[{i}]", minimum=0, maximum=INT32_MAX)
-                     for i, x in enumerate(_per_request(start_len, "start_len", len(items)))]
-    elif start_len is not None:
-        start_len = [check_int(start_len, "`start_len`", minimum=0, maximum=INT32_MAX)] * len(items)
-    if request_ids is not None:
-        request_ids = [check_int(x, f"`request_ids`[{i}]", minimum=0, maximum=INT64_MAX)
-                       for i, x in enumerate(request_ids)]
-        if len(set(request_ids)) != len(items):
-            raise ValueError("`request_ids` must be distinct.")
-    if labels is not None:
-        labels = [check_int(x, f"`labels`[{i}]", minimum=-1, maximum=INT32_MAX) for i, x in enumerate(labels)]
+    items = request_items(responses, "responses")
+    token_ids = per_request(token_ids, "token_ids", len(items))
+    request_ids, labels = request_ids_and_labels(request_ids, labels, len(items))
+    start_len = row_offsets(start_len, "start_len", len(items))
     requests = []
     for i, item in enumerate(items):
         where = f"request {i}"

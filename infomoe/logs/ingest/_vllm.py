@@ -17,7 +17,6 @@ into place only when complete, so a failed import leaves nothing behind.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from typing import Iterable, Optional, Sequence
 
@@ -25,14 +24,14 @@ import numpy as np
 
 from infomoe.logs.ingest._common import (
     INT32_MAX,
-    INT64_MAX,
     ImportResult,
     check_int,
     check_num_experts,
     describe,
     int_array,
 )
-from infomoe.logs.ingest._requests import Request, clean_ids, moe_layer_axis, request_ids_array, write_requests
+from infomoe.logs.ingest._requests import (Request, clean_ids, moe_layer_axis, per_request, request_ids_and_labels,
+                                          request_ids_array, request_items, row_offsets, write_requests)
 
 __all__ = ["import_vllm"]
 
@@ -104,16 +103,6 @@ def _routed(item, i):
     if arr is None:
         raise ValueError(f"{where} has no routed_experts; start vLLM with --enable-return-routed-experts.")
     return request_ids_array(arr, where), tokens, start, where
-
-
-def _per_request(seq, name: str, n: int):
-    if seq is None:
-        return None
-    if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__") or not hasattr(seq, "__getitem__"):
-        raise TypeError(f"`{name}` must be a sequence with one entry per request, got {describe(seq)}.")
-    if len(seq) != n:
-        raise ValueError(f"`{name}` has {len(seq)} entries for {n} requests.")
-    return seq
 
 
 def import_vllm(outputs: Iterable, out, *, num_experts: int, moe_layers=None,
@@ -217,27 +206,10 @@ def import_vllm(outputs: Iterable, out, *, num_experts: int, moe_layers=None,
 
     num_experts = check_num_experts(num_experts, "`num_experts`")
     shard_tokens = check_positive_int(shard_tokens, "shard_tokens")
-    if isinstance(outputs, (str, bytes, os.PathLike)) or not isinstance(outputs, Iterable):
-        raise TypeError(f"`outputs` must be a list with one item per request, got {describe(outputs)}.")
-    items = list(outputs)
-    if not items:
-        raise ValueError("`outputs` is empty; at least one request is needed.")
-    request_ids = _per_request(request_ids, "request_ids", len(items))
-    token_ids = _per_request(token_ids, "token_ids", len(items))
-    labels = _per_request(labels, "labels", len(items))
-    if prompt_start is not None and not isinstance(prompt_start, numbers.Integral):
-        prompt_start = _per_request(prompt_start, "prompt_start", len(items))
-        prompt_start = [check_int(x, f"`prompt_start`[{i}]", minimum=0, maximum=INT32_MAX)
-                        for i, x in enumerate(prompt_start)]
-    elif prompt_start is not None:
-        prompt_start = [check_int(prompt_start, "`prompt_start`", minimum=0, maximum=INT32_MAX)] * len(items)
-    if request_ids is not None:
-        request_ids = [check_int(x, f"`request_ids`[{i}]", minimum=0, maximum=INT64_MAX)
-                       for i, x in enumerate(request_ids)]
-        if len(set(request_ids)) != len(items):
-            raise ValueError("`request_ids` must be distinct.")
-    if labels is not None:
-        labels = [check_int(x, f"`labels`[{i}]", minimum=-1, maximum=INT32_MAX) for i, x in enumerate(labels)]
+    items = request_items(outputs, "outputs")
+    token_ids = per_request(token_ids, "token_ids", len(items))
+    request_ids, labels = request_ids_and_labels(request_ids, labels, len(items))
+    prompt_start = row_offsets(prompt_start, "prompt_start", len(items))
     if layer_ids is not None and (isinstance(layer_ids, (str, bytes)) or not hasattr(layer_ids, "__len__")):
         raise TypeError(f"`layer_ids` must be a sequence of layer ids, got {describe(layer_ids)}.")
     requests, layout = [], None
