@@ -170,7 +170,7 @@ def analyze_log(log, *, layers=None, estimator: str = "shuffle", base: float = 2
                                num_threads=num_threads, progress=progress)
     if total.tokens == 0 and not total.record_pairs.any():
         raise ValueError(f"routing log {log.path!r} has no valid tokens or counts to analyse.")
-    return report_from_tables(total, spec, progress=progress, **report_options)
+    return report_from_tables(total, spec, **report_options)
 
 
 def _count_locally(log, spec, *, chunk_tokens, on_error, num_threads, progress):

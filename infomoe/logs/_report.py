@@ -649,8 +649,7 @@ def report_from_tables(tables: Optional[LogTables], spec: CountSpec, *, estimato
                        base: float = 2, manifest: Optional[Manifest] = None,
                        expert_space: str = "logical", intervals: bool = True, permutations: int = 50,
                        alpha: float = 0.05, seed: int = 0, capacity_factor: float = 1.25,
-                       expert_placement=None, progress: bool = False,
-                       check_only: bool = False) -> Optional[LogReport]:
+                       expert_placement=None, check_only: bool = False) -> Optional[LogReport]:
     r"""Turn merged :class:`LogTables` into a :class:`LogReport`.
 
     Parameters
@@ -685,9 +684,6 @@ def report_from_tables(tables: Optional[LogTables], spec: CountSpec, *, estimato
     expert_placement : int, array or dict, optional
         Expert-parallel placement for ``rank_balance`` (see
         :func:`~infomoe.logs.analyze_log`).
-    progress : bool, default False
-        Accepted for symmetry with :func:`~infomoe.logs.analyze_log` (the
-        resampling takes seconds, not minutes).
     check_only : bool, default False
         Only validate the options (``tables`` may be None) and return None.
 
