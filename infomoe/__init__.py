@@ -1,7 +1,7 @@
 """infomoe: information-theoretic estimators for Mixture-of-Experts routing.
 
-The public API is re-exported here.  Names are resolved lazily on first
-access so that ``import infomoe`` stays fast and never imports JAX, torch or
+The public API is re-exported here.  Facade convention (:mod:`infomoe._facade`):
+lazy, so that ``import infomoe`` stays fast and never imports JAX, torch or
 matplotlib; those load only when a function that needs them is used.
 
 Subpackages: :mod:`infomoe.bounds`, :mod:`infomoe.testing`,
@@ -9,13 +9,11 @@ Subpackages: :mod:`infomoe.bounds`, :mod:`infomoe.testing`,
 :mod:`infomoe.plot`.
 """
 
-from __future__ import annotations
-
-import importlib
+from infomoe import _facade
 
 __version__ = "0.1.0"
 
-# public name -> private module that defines it
+# public name -> module that defines it (a subpackage defines itself)
 _LAZY = {
     # counting (numba)
     "label_counts": "infomoe._counting",
@@ -54,23 +52,12 @@ _LAZY = {
     "channel_capacity": "infomoe._blahut_arimoto",
     "CapacityResult": "infomoe._blahut_arimoto",
     "rate_distortion_sharded": "infomoe._ba_sharding",
+    # subpackages
+    **{name: f"infomoe.{name}" for name in ("bounds", "testing", "routing", "logs", "bank", "plot", "cli")},
 }
 
-_SUBPACKAGES = {"bounds", "testing", "routing", "logs", "bank", "plot", "cli"}
-
-__all__ = sorted(_LAZY) + sorted(_SUBPACKAGES) + ["__version__"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBPACKAGES:
-        module = importlib.import_module(f"infomoe.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'infomoe' has no attribute {name!r}")
+__all__ = [*sorted(_LAZY), "__version__"]
+__getattr__ = _facade.lazy_getattr(globals(), _LAZY)
 
 
 def __dir__():

@@ -1,9 +1,10 @@
 """Paper B: a finite bank of CNN experts, a Gibbs selection rule, and the experiment.
 
-Importing this package is cheap; JAX and optax load only when experts are
-trained or evaluated.
+Facade convention (:mod:`infomoe._facade`): eager.  Importing this package is
+cheap; JAX and optax load only when experts are trained or evaluated.
 """
 
+from infomoe import _facade
 from infomoe.bank._data import Dataset as Dataset
 from infomoe.bank._data import Splits as Splits
 from infomoe.bank._data import load_digits as load_digits
@@ -23,7 +24,4 @@ from infomoe.bank._experiment import BankResult as BankResult
 from infomoe.bank._experiment import run_experiment as run_experiment
 from infomoe.bank._experiment import write_results as write_results
 
-__all__ = ["Dataset", "Splits", "load_digits", "load_mnist", "split_dataset",
-           "ExpertBank", "ExpertSpec", "default_cache_dir", "default_specs", "train_bank",
-           "draw_training_sets", "empirical_risks", "gibbs_selection", "sample_selection",
-           "DEFAULT_ALPHAS", "BankResult", "run_experiment", "write_results"]
+__all__ = _facade.public_names(globals())

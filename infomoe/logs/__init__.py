@@ -7,10 +7,12 @@ with :func:`open_log`, and summarise it with :func:`analyze_log` (or
 ``infomoe report LOG --out DIR``).  Exporters for PyTorch, Hugging Face and
 JAX live in :mod:`infomoe.logs.export`; importers for SGLang, vLLM and
 Megatron in :mod:`infomoe.logs.ingest`.
+
+Facade convention (:mod:`infomoe._facade`): eager.  Importing this package
+imports neither torch nor JAX.
 """
 
-from __future__ import annotations
-
+from infomoe import _facade
 from infomoe.logs._analysis import analyze_log as analyze_log
 from infomoe.logs._analysis import analyze_log_distributed as analyze_log_distributed
 from infomoe.logs._compare import LogComparison as LogComparison
@@ -34,27 +36,4 @@ from infomoe.logs._tables import count_shard as count_shard
 from infomoe.logs._writer import LogWriter as LogWriter
 from infomoe.logs._writer import write_log as write_log
 
-__all__ = [
-    "CountSpec",
-    "FileRecord",
-    "LayerSpec",
-    "LogComparison",
-    "LogFormatError",
-    "LogReport",
-    "LogTables",
-    "LogWriter",
-    "Manifest",
-    "RoutingLog",
-    "SaturationCurve",
-    "ShardError",
-    "ShardRecord",
-    "analyze_log",
-    "analyze_log_distributed",
-    "compare_logs",
-    "count_shard",
-    "local_cluster",
-    "open_log",
-    "report_from_tables",
-    "router_saturation",
-    "write_log",
-]
+__all__ = _facade.public_names(globals())

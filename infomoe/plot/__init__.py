@@ -1,12 +1,10 @@
 """Matplotlib figures.  Every function takes ``ax=None`` and returns the Axes.
 
-Importing :mod:`infomoe.plot` does not import matplotlib; the first plotting
-call does.
+Facade convention (:mod:`infomoe._facade`): lazy, so that importing
+:mod:`infomoe.plot` does not import matplotlib; the first plotting call does.
 """
 
-from __future__ import annotations
-
-import importlib
+from infomoe import _facade
 
 # public name -> module defining it (add one line per figure)
 _LAZY = {
@@ -24,14 +22,7 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'infomoe.plot' has no attribute {name!r}")
+__getattr__ = _facade.lazy_getattr(globals(), _LAZY)
 
 
 def __dir__():

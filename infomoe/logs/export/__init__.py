@@ -17,9 +17,11 @@
   ``capture_intermediates`` pytrees.  Arrays from numpy, JAX or torch (any
   device) are written directly with :func:`infomoe.logs.write_log`.
 
-Importing this package imports neither torch nor JAX; they load when used.
+Facade convention (:mod:`infomoe._facade`): eager.  Importing this package
+imports neither torch nor JAX; they load when used.
 """
 
+from infomoe import _facade
 from infomoe._router_frontier import FrontierPoint as FrontierPoint
 from infomoe._router_frontier import rate_lower_bound as rate_lower_bound
 from infomoe._router_frontier import router_frontier_point as router_frontier_point
@@ -41,7 +43,4 @@ from infomoe.logs.export._jax import routing_from_intermediates as routing_from_
 from infomoe.logs.export._jax import write_intermediates as write_intermediates
 from infomoe.logs.export._torch import RoutingRecorder as RoutingRecorder
 
-__all__ = ["ADAPTERS", "TINY_ARCHS", "ExpertLosses", "FrontierPoint", "RouterAdapter", "RouterSignatureError",
-           "RouterSite", "RoutingRecorder", "expert_loss_matrix", "find_leaves", "forced_routing", "get_adapter",
-           "rate_lower_bound", "router_frontier_point", "router_indices_to_ids", "router_mask_to_ids",
-           "routing_from_intermediates", "tiny_config", "tiny_model", "write_intermediates"]
+__all__ = _facade.public_names(globals())

@@ -15,8 +15,12 @@
 Each returns an :class:`ImportResult`; each documents how per-rank dumps are
 merged without double counting.  ``docs/ingest.md`` has the per-stack table of
 what is imported and how ids, layers, positions and order are mapped.
+
+Facade convention (:mod:`infomoe._facade`): eager.  Importing this package
+imports neither torch nor JAX.
 """
 
+from infomoe import _facade
 from infomoe.logs.ingest._common import ImportResult as ImportResult
 from infomoe.logs.ingest._megatron import import_megatron as import_megatron
 from infomoe.logs.ingest._megatron import import_megatron_requests as import_megatron_requests
@@ -28,5 +32,4 @@ from infomoe.logs.ingest._sglang import import_sglang_requests as import_sglang_
 from infomoe.logs.ingest._sglang import load_sglang_dump as load_sglang_dump
 from infomoe.logs.ingest._vllm import import_vllm as import_vllm
 
-__all__ = ["ImportResult", "decode_routed_experts", "import_megatron", "import_megatron_requests", "import_sglang",
-           "import_sglang_requests", "import_vllm", "load_sglang_dump", "moe_layers_from_config", "read_bf16"]
+__all__ = _facade.public_names(globals())
