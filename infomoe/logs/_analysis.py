@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
+
 from infomoe._progress import progress_bar
 from infomoe._validate import check_base, check_choice, check_positive_int
 from infomoe.logs._report import MI_ESTIMATORS, report_from_tables
@@ -24,10 +26,10 @@ DEFAULT_CHUNK_TOKENS = 1 << 16
 
 
 def analyze_log(log, *, layers=None, estimator: str = "shuffle", base: float = 2,
-                token_buckets: int = 2048, position_edges: Optional[Sequence[int]] = None,
-                label_buckets: int = 1024, max_set_alphabet: int = 1 << 18,
+                token_buckets: Optional[int] = None, position_edges: Optional[Sequence[int]] = None,
+                label_buckets: Optional[int] = None, max_set_alphabet: Optional[int] = None,
                 expert_space: str = "logical", intervals: bool = True, permutations: int = 50,
-                groups: int = 64, alpha: float = 0.05, seed: int = 0, capacity_factor: float = 1.25,
+                groups: Optional[int] = None, alpha: float = 0.05, seed: int = 0, capacity_factor: float = 1.25,
                 expert_placement=None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
                 on_error: str = "raise", verify: Optional[bool] = None,
                 num_threads: Optional[int] = 1, progress: bool = False,
@@ -50,16 +52,18 @@ def analyze_log(log, *, layers=None, estimator: str = "shuffle", base: float = 2
         when ``"shuffle"`` is chosen.
     base : float, default 2
         Logarithm base (2: bits).
-    token_buckets : int, default 2048
+    token_buckets : int, optional
         Token ids are counted modulo this many buckets, bounding the table
         at ``token_buckets x E`` per layer; exact when all ids are smaller
-        (the report says how many were folded).
+        (the report says how many were folded).  Default 2048, or the
+        setting the log's count tables were recorded with (a recorder in
+        counts mode); likewise for the next four settings.
     position_edges : sequence of int, optional
         Position bucket edges; default powers of two.
-    label_buckets : int, default 1024
-        As `token_buckets`, for labels.
-    max_set_alphabet : int, default 2**18
-        Count top-k sets only where ``C(E, k)`` is at most this.
+    label_buckets : int, optional
+        As `token_buckets`, for labels (default 1024).
+    max_set_alphabet : int, optional
+        Count top-k sets only where ``C(E, k)`` is at most this (default 2**18).
     expert_space : {"logical", "as_logged"}
         See :meth:`CountSpec.from_manifest`.
     intervals : bool, default True
@@ -67,8 +71,8 @@ def analyze_log(log, *, layers=None, estimator: str = "shuffle", base: float = 2
     permutations : int, default 50
         Permutations of the expert ids within each layer for the null of
         every mutual information (0: no null, no significance).
-    groups : int, default 64
-        Sequences are hashed into this many groups, the resampling units of
+    groups : int, optional
+        Default 64.  Sequences are hashed into this many groups, the resampling units of
         the intervals (tokens of one sequence are dependent, so they are
         resampled together).
     alpha : float, default 0.05
@@ -146,10 +150,15 @@ def analyze_log(log, *, layers=None, estimator: str = "shuffle", base: float = 2
     chunk_tokens = check_positive_int(chunk_tokens, "chunk_tokens")
     if num_threads is not None:
         num_threads = check_positive_int(num_threads, "num_threads")
-    spec = CountSpec.from_manifest(log.manifest, layers=layers, token_buckets=token_buckets,
-                                   position_edges=position_edges, label_buckets=label_buckets,
-                                   max_set_alphabet=max_set_alphabet, expert_space=expert_space,
-                                   groups=groups)
+    recorded = _recorded_spec(log)
+    settings = dict(token_buckets=token_buckets, position_edges=position_edges, label_buckets=label_buckets,
+                    max_set_alphabet=max_set_alphabet, groups=groups)
+    for name, value in settings.items():
+        if value is None and recorded is not None:
+            settings[name] = getattr(recorded, name)
+    defaults = dict(token_buckets=2048, label_buckets=1024, max_set_alphabet=1 << 18, groups=64)
+    settings = {k: defaults.get(k) if v is None else v for k, v in settings.items()}
+    spec = CountSpec.from_manifest(log.manifest, layers=layers, expert_space=expert_space, **settings)
     report_options = dict(estimator=estimator, base=base, manifest=log.manifest, expert_space=expert_space,
                           intervals=intervals, permutations=permutations, alpha=alpha, seed=seed,
                           capacity_factor=capacity_factor, expert_placement=expert_placement)
@@ -173,6 +182,17 @@ def analyze_log(log, *, layers=None, estimator: str = "shuffle", base: float = 2
     return report_from_tables(total, spec, **report_options)
 
 
+def _recorded_spec(log):
+    """The CountSpec of the log's first tables record (counts mode), or None."""
+    for s in log.shards:
+        if s.kind == "tables":
+            stored = log.read_shard(s.index)["tables"].get("spec")
+            if stored is None:
+                raise ValueError(f"tables record {s.index} of {log.path!r} has no 'spec'.")
+            return CountSpec.from_json(bytes(np.asarray(stored, np.uint8)).decode("utf-8", "replace"))
+    return None
+
+
 def _count_locally(log, spec, *, chunk_tokens, on_error, num_threads, progress):
     """Fold every chunk of `log` into one accumulator (memory: the tables plus one chunk)."""
     from infomoe.logs._distributed import _numba_threads
@@ -188,8 +208,9 @@ def _count_locally(log, spec, *, chunk_tokens, on_error, num_threads, progress):
                     acc.count(chunk)
                     bar.update(next(iter(chunk["expert_ids"].values())).shape[0])
                     del chunk
-            for chunk in log.iter_chunks(lids, kind="counts", on_error=on_error):
-                acc.count(chunk)
+            for kind in ("counts", "tables"):
+                for chunk in log.iter_chunks(lids, kind=kind, on_error=on_error):
+                    acc.count(chunk)
     finally:
         bar.close()
     return acc.result()

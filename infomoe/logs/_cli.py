@@ -26,8 +26,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "jackknife, chao_shen, nsb, grassberger, james_stein")
     p.add_argument("--permutations", type=int, default=50,
                    help="permutations of the expert ids for each MI's null (default 50; 0: none)")
-    p.add_argument("--groups", type=int, default=64,
-                   help="groups of sequences resampled by the jackknife intervals (default 64)")
+    p.add_argument("--groups", type=int, default=None,
+                   help="groups of sequences resampled by the jackknife intervals (default 64, or the "
+                        "setting of the log's count tables)")
     p.add_argument("--no-intervals", action="store_true", help="skip the jackknife intervals")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="family-wise level of the significance marks, and 1 - level of the intervals")
@@ -38,12 +39,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="expert-parallel ranks (experts placed contiguously) for the rank balancedness")
     p.add_argument("--base", type=float, default=2.0, help="logarithm base (default 2: bits)")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="layer ids (default all)")
-    p.add_argument("--token-buckets", type=int, default=2048,
-                   help="token ids counted modulo this (default 2048)")
-    p.add_argument("--label-buckets", type=int, default=1024,
-                   help="labels counted modulo this (default 1024)")
-    p.add_argument("--max-set-alphabet", type=int, default=1 << 18,
-                   help="largest C(E, k) for which top-k sets are counted (default 262144)")
+    p.add_argument("--token-buckets", type=int, default=None,
+                   help="token ids counted modulo this (default 2048, or the setting of the log's count tables)")
+    p.add_argument("--label-buckets", type=int, default=None,
+                   help="labels counted modulo this (default 1024, or the setting of the log's count tables)")
+    p.add_argument("--max-set-alphabet", type=int, default=None,
+                   help="largest C(E, k) for which top-k sets are counted (default 262144, or the setting "
+                        "of the log's count tables)")
     p.add_argument("--expert-space", choices=("logical", "as_logged"), default="logical",
                    help="map physical expert ids to logical ones when the log has a map")
     p.add_argument("--chunk-tokens", type=int, default=1 << 16, help="tokens per chunk")

@@ -10,11 +10,13 @@ A routing log is a directory::
           gate_weights.3.npy
           seq_id.npy           per-token columns
         00000001/              a count record (``counts.<layer_id>.npy``)
+        00000002/              a tables record: the report's count tables (``spec.npy``,
+                               ``token@<i>.npy``, ``grouped_token@<i>@keys.npy``, ...)
       .writer.lock             held (``flock``) by the one writer, if any
 
 The manifest is the single source of truth: a shard exists for readers if
-and only if the manifest lists it, with its kind (``"tokens"`` or
-``"counts"``), its row count and, for every file, dtype, shape and checksum.
+and only if the manifest lists it, with its kind (``"tokens"``,
+``"counts"`` or ``"tables"``), its row count and, for every file, dtype, shape and checksum.
 
 Why ``.npy`` shards
 -------------------
@@ -105,7 +107,7 @@ COLUMN_DTYPES = {
 SCORE_FUNCTIONS = ("softmax", "topk_softmax", "sigmoid", "unknown")
 TOPK_ORDERS = ("descending", "unordered")
 EXPERT_ID_SPACES = ("logical", "physical")
-SHARD_KINDS = ("tokens", "counts")
+SHARD_KINDS = ("tokens", "counts", "tables")
 
 _KEY_RE = re.compile(r"^[a-z_]+(\.[0-9]{1,9})?$")
 #: Largest layer id (file keys ``<column>.<layer_id>`` hold at most 9 digits).
@@ -243,10 +245,12 @@ class ShardRecord:
     path : str
         Directory of the shard, relative to the log (``shards/00000007``).
     kind : str
-        ``"tokens"`` (per-token routing records) or ``"counts"`` (an
-        aggregate-only count record).
+        ``"tokens"`` (per-token routing records), ``"counts"`` (an
+        aggregate-only count record) or ``"tables"`` (the count tables of
+        the report, streamed by a recorder in counts mode).
     rows : int
-        Tokens in a token shard; windows in a count record.
+        Tokens in a token shard or counted into a tables record; windows
+        in a count record.
     files : tuple of FileRecord
         The shard's arrays.
     """
@@ -633,6 +637,10 @@ class Manifest:
                             want[f"{col}.{spec.layer_id}"] = (dt, (s.rows, width))
                     else:
                         want[col] = (dt, (s.rows,))
+            elif s.kind == "tables":
+                if s.file("spec") is None:
+                    raise _err(f"tables shard {s.index} ({s.path}) has no 'spec' file.")
+                continue
             else:
                 want = {f"counts.{spec.layer_id}": ("<i8", (s.rows, spec.num_experts)) for spec in self.layers}
                 for f in s.files:
@@ -668,6 +676,28 @@ def _layer_from_dict(x, i: int) -> LayerSpec:
         raise _err(f"layer entry {i}: {exc}") from None
 
 
+#: File keys of a tables record: ``spec``, ``tokens``, ``token@3``, ``grouped_token@3@keys``.
+_TABLE_KEY_RE = re.compile(r"^[a-z_]{1,32}(@[0-9]{1,6}(@(keys|counts))?)?$")
+
+#: Dtypes a tables record may hold: the spec's UTF-8 bytes, counts, and float sums of the soft gate.
+_TABLE_DTYPES = ("|u1", "<i8", "<f8")
+
+
+def _tables_file(f, index: int, checksum: str) -> FileRecord:
+    """One file of a tables record (its contents are checked against the spec when read)."""
+    key, dt, shape, cs = f["key"], f["dtype"], f["shape"], f["checksum"]
+    if not isinstance(key, str) or not _TABLE_KEY_RE.match(key):
+        raise _err(f"tables shard {index} has an invalid file key {key!r}.")
+    if dt not in _TABLE_DTYPES:
+        raise _err(f"tables shard {index} file {key!r} has dtype {dt!r}; allowed: {_TABLE_DTYPES}.")
+    if (not isinstance(shape, list) or len(shape) > 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in shape)):
+        raise _err(f"tables shard {index} file {key!r} has invalid shape {shape!r}.")
+    if not isinstance(cs, str) or not _CHECKSUM_RE.match(cs) or not cs.startswith(checksum + ":"):
+        raise _err(f"tables shard {index} file {key!r} has an invalid checksum {cs!r}.")
+    return FileRecord(key=key, dtype=dt, shape=tuple(shape), checksum=cs)
+
+
 def _shard_from_dict(d, layers, columns, checksum) -> ShardRecord:
     if not isinstance(d, dict):
         raise _err(f"shard entry must be an object, got {d!r}.")
@@ -685,6 +715,9 @@ def _shard_from_dict(d, layers, columns, checksum) -> ShardRecord:
     layer_ids = {s.layer_id for s in layers}
     for f in d["files"]:
         key = f["key"]
+        if kind == "tables":
+            files.append(_tables_file(f, index, checksum))
+            continue
         if not isinstance(key, str) or not _KEY_RE.match(key):
             raise _err(f"shard {index} has an invalid file key {key!r}.")
         column = key.split(".")[0]

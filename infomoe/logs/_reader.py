@@ -130,7 +130,7 @@ def _map_npy(path: str, rec: FileRecord) -> _Mapped:
             return _Mapped(np.empty(shape, dtype), None, offset, 0)
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     arr = np.ndarray(shape, dtype=dtype, buffer=mm, offset=offset)
-    row = nbytes // shape[0] if shape[0] else 0
+    row = nbytes // shape[0] if shape and shape[0] else 0  # 0-d arrays: stored tables' scalars
     return _Mapped(arr, mm, offset, row)
 
 
@@ -274,7 +274,7 @@ class RoutingLog:
             for lid in layer_ids:
                 self.manifest.layer(int(lid))  # raises for unknown layers
             layer_ids = [int(i) for i in layer_ids]
-        if kind == "counts":
+        if kind in ("counts", "tables"):
             return layer_ids, None
         available = list(self.manifest.columns)
         if columns is None:
@@ -325,13 +325,20 @@ class RoutingLog:
                 chunk[parts[0]] = view
         return chunk
 
+    @staticmethod
+    def _tables_chunk(shard: ShardRecord, files: dict) -> dict:
+        """A tables record as one chunk: every stored array copied out of its map."""
+        return {"kind": "tables", "shard": shard.index, "start": 0,
+                "tables": {key: np.array(mp.array) for key, mp in files.items()}}
+
     def read_shard(self, index: int, *, layers=None, columns=None) -> dict:
         """The arrays of one shard as a chunk dict (memory-mapped, read-only).
 
         Token shards give ``{"kind": "tokens", "shard": i, "start": 0,
         "expert_ids": {layer_id: (n, k)}, "gate_weights": {...}, ...,
         "seq_id": (n,), ...}``; count records give ``{"kind": "counts",
-        "shard": i, "counts": {layer_id: (window, E)}, "step": ..., "rank": ...}``.
+        "shard": i, "counts": {layer_id: (window, E)}, "step": ..., "rank": ...}``;
+        tables records give ``{"kind": "tables", "shard": i, "tables": {name: array}}``.
 
         Raises
         ------
@@ -341,6 +348,8 @@ class RoutingLog:
         shard = self._shard(index)
         layer_ids, cols = self._select(layers, columns, shard.kind)
         files = self._open_files(shard, layer_ids, cols, verify=self.verify)
+        if shard.kind == "tables":
+            return self._tables_chunk(shard, files)
         chunk = self._assemble(files, 0, shard.rows, shard.kind)
         chunk.update(kind=shard.kind, shard=shard.index, start=0)
         return chunk
@@ -370,9 +379,11 @@ class RoutingLog:
             (``SIGBUS``), as with any memory map.
         shards : iterable of int, optional
             Restrict to these shard indices.
-        kind : {"tokens", "counts"}, default "tokens"
-            Token shards, or count records (then `columns` is ignored and
-            chunks hold ``"counts"``, ``"step"``, ``"rank"``).
+        kind : {"tokens", "counts", "tables"}, default "tokens"
+            Token shards, count records (then `columns` is ignored and
+            chunks hold ``"counts"``, ``"step"``, ``"rank"``), or tables
+            records (one chunk per record; ``"tables"`` maps each stored
+            array's name to a copy, see :func:`~infomoe.logs._tables.tables_from_arrays`).
 
         Yields
         ------
@@ -385,7 +396,7 @@ class RoutingLog:
             copy what you keep.
         """
         check_choice(on_error, "on_error", ("raise", "skip"))
-        check_choice(kind, "kind", ("tokens", "counts"))
+        check_choice(kind, "kind", ("tokens", "counts", "tables"))
         if chunk_tokens is not None and (isinstance(chunk_tokens, bool) or
                                          not isinstance(chunk_tokens, (int, np.integer))
                                          or chunk_tokens < 1):
@@ -403,6 +414,9 @@ class RoutingLog:
                 if on_error == "raise":
                     raise
                 warnings.warn(f"skipping {exc}", RuntimeWarning, stacklevel=2)
+                continue
+            if kind == "tables":
+                yield self._tables_chunk(shard, files)
                 continue
             step = shard.rows if chunk_tokens is None else int(chunk_tokens)
             for a in range(0, shard.rows, step):
@@ -466,8 +480,9 @@ class RoutingLog:
             A layer id; default all layers.
         source : {"all", "tokens", "records"}, default "all"
             Count token shards (ignoring ``-1`` and tokens with
-            ``valid == False``), aggregate count records, or both (added:
-            a source should not log the same tokens both ways).
+            ``valid == False``), aggregate records (count records and the
+            load in tables records), or both (added: a source should not log
+            the same tokens both ways).
         on_error : {"raise", "skip"}
             As in :meth:`iter_chunks`.
 
@@ -503,7 +518,27 @@ class RoutingLog:
                         raise ValueError(f"the expert load of layer {lid} exceeds 2**63 - 1 (int64); "
                                          "the count records cannot be summed exactly.")
                     out[lid] += c.sum(axis=0)
+            for chunk in self.iter_chunks(kind="tables", on_error=on_error):
+                self._add_tables_load(chunk, out)
         return out if layer is None else out[ids[0]]
+
+    def _add_tables_load(self, chunk: dict, out: dict) -> None:
+        """Add the expert load of a tables record to ``out`` ({layer_id: (E,)}), checked like the report does."""
+        from infomoe.logs._tables import CountSpec, tables_from_arrays
+
+        arrays = chunk["tables"]
+        try:
+            spec = CountSpec.from_json(bytes(np.asarray(arrays.get("spec", b""), np.uint8)).decode("utf-8"))
+            tables = tables_from_arrays(arrays, spec)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ShardError(chunk["shard"], self.shards[chunk["shard"]].path, str(exc)) from None
+        for i, s in enumerate(spec.layers):
+            if s.layer_id not in out:
+                continue
+            if spec.luts[i] is not None:
+                raise ValueError(f"the count tables of layer {s.layer_id} are in logical expert ids; "
+                                 "use analyze_log(..., expert_space='logical') for their load.")
+            out[s.layer_id] += tables.load[i]
 
 
 def open_log(path, *, verify: bool = False) -> RoutingLog:

@@ -852,12 +852,16 @@ def report_from_tables(tables: Optional[LogTables], spec: CountSpec, *, estimato
     if tables.labels_folded:
         warns.append(f"{tables.labels_folded} tokens had labels >= label_buckets={spec.label_buckets}, folded "
                      "modulo it: labels that share a bucket are merged (I(label; E) measures the buckets)")
-    if manifest is not None and "seq_id" in manifest.columns:
-        unit = "sequences (seq_id)"
-    else:
-        from infomoe.logs._uncertainty import GROUP_BLOCK_TOKENS
+    from infomoe.logs._uncertainty import GROUP_BLOCK_TOKENS
 
-        unit = f"blocks of {GROUP_BLOCK_TOKENS} consecutive tokens (no seq_id column)"
+    blocks = f"blocks of {GROUP_BLOCK_TOKENS} consecutive tokens"
+    if tables.seq_id_tokens == tables.tokens:
+        unit = "sequences (seq_id)"
+    elif tables.seq_id_tokens == 0:
+        unit = f"{blocks} (no seq_id column)"
+    else:
+        unit = (f"sequences (seq_id) for {tables.seq_id_tokens} tokens, {blocks} for the other "
+                f"{tables.tokens - tables.seq_id_tokens} (no seq_id column)")
     return LogReport(
         layer_ids=np.array(layer_ids), num_experts=E, top_k=K, num_tokens=int(tables.tokens),
         load=tuple(np.asarray(c) for c in tables.load), record_pairs=tables.record_pairs.copy(),

@@ -40,7 +40,8 @@ from infomoe._repr import dataclass_repr
 from infomoe._validate import check_choice, check_positive_int
 from infomoe.logs._manifest import LayerSpec, Manifest
 
-__all__ = ["CountSpec", "LogTables", "count_shard", "DEFAULT_POSITION_EDGES", "ANALYSED_COLUMNS"]
+__all__ = ["CountSpec", "LogTables", "count_shard", "tables_to_arrays", "tables_from_arrays",
+           "DEFAULT_POSITION_EDGES", "ANALYSED_COLUMNS"]
 
 #: Token columns the analysis reads (the others are never sent to :func:`count_shard`).
 ANALYSED_COLUMNS = ("expert_ids", "router_logits", "valid", "token_id", "position", "label", "seq_id")
@@ -143,6 +144,43 @@ class CountSpec:
                    max_set_alphabet=max_set_alphabet, groups=groups,
                    score_function="sigmoid" if manifest.score_function == "sigmoid" else "softmax")
 
+    def to_json(self) -> str:
+        """The spec as canonical JSON (stored with count tables, compared when they are merged)."""
+        import json
+
+        return json.dumps({"layers": [[s.layer_id, s.num_experts, s.top_k] for s in self.layers],
+                           "luts": [None if t is None else t[:-1].tolist() for t in self.luts],
+                           "token_buckets": self.token_buckets, "position_edges": list(self.position_edges),
+                           "label_buckets": self.label_buckets, "max_set_alphabet": self.max_set_alphabet,
+                           "score_function": self.score_function, "groups": self.groups}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CountSpec":
+        """Inverse of :meth:`to_json`; a clear ValueError for anything else."""
+        import json
+
+        try:
+            d = json.loads(text)
+            layers = tuple(LayerSpec(int(a), int(b), int(c)) for a, b, c in d["layers"])
+            luts = tuple(None if t is None else np.append(np.asarray(t, dtype=np.int32), np.int32(-1))
+                         for t in d["luts"])
+            spec = cls(layers=layers, luts=luts, token_buckets=int(d["token_buckets"]),
+                       position_edges=tuple(int(v) for v in d["position_edges"]),
+                       label_buckets=int(d["label_buckets"]), max_set_alphabet=int(d["max_set_alphabet"]),
+                       score_function=str(d["score_function"]), groups=int(d["groups"]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"not a CountSpec in JSON ({exc}).") from None
+        if len(spec.luts) != len(spec.layers) or spec.score_function not in ("softmax", "sigmoid"):
+            raise ValueError("not a CountSpec in JSON (luts or score_function malformed).")
+        return spec
+
+    def differences(self, other: "CountSpec") -> list:
+        """Names of the settings in which two specs differ (empty: they count the same tables)."""
+        import json
+
+        a, b = json.loads(self.to_json()), json.loads(other.to_json())
+        return [k for k in sorted(a) if a[k] != b[k]]
+
     def set_alphabet(self, i: int) -> int:
         """``C(E, k)`` of layer ``i`` (in spec order)."""
         s = self.layers[i]
@@ -216,6 +254,9 @@ class LogTables:
     token_ids_folded, labels_folded : int
         Valid tokens whose token id (label) was >= the number of buckets and
         was folded modulo it.
+    seq_id_tokens : int
+        Valid tokens whose resampling group came from their ``seq_id`` (the
+        others were grouped in blocks of consecutive tokens).
     """
 
     tokens: int
@@ -242,6 +283,7 @@ class LogTables:
     grouped_token_set: tuple
     token_ids_folded: int = 0
     labels_folded: int = 0
+    seq_id_tokens: int = 0
 
     def __repr__(self) -> str:
         present = [f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), tuple)
@@ -274,6 +316,159 @@ class LogTables:
         return LogTables(**kw)
 
     __radd__ = __add__
+
+
+# ============================================================================= stored tables
+#: Separator of the file keys of a stored table (``"token@3"``, ``"grouped_token@3@keys"``).
+_SEP = "@"
+
+
+def _table_shape(spec: CountSpec, name: str, i: int):
+    """Shape of entry ``i`` of the tuple field `name` of tables counted under `spec`."""
+    s = spec.layers[i]
+    E, G, TB = s.num_experts, spec.groups, spec.token_buckets
+    if name == "transition" or name == "grouped_transition":
+        shape = (E, spec.layers[i + 1].num_experts)
+    else:
+        C = spec.set_alphabet(i) if spec.counts_sets(i) else None
+        shape = {"load": (E,), "token": (TB, E), "position": (len(spec.position_edges), E),
+                 "label": (spec.label_buckets, E), "sets": (C,), "prob_sum": (G, E), "coactivation": (E, E),
+                 "grouped_token": (TB, E), "grouped_position": (len(spec.position_edges), E),
+                 "grouped_label": (spec.label_buckets, E), "grouped_sets": (1, C),
+                 "grouped_token_set": (TB, C)}[name]
+    return (G,) + shape if name.startswith("grouped_") else shape
+
+
+def tables_to_arrays(tables: LogTables, spec: CountSpec) -> dict:
+    """Flatten count tables into named arrays, for storing them as a ``"tables"`` record of a log.
+
+    The inverse is :func:`tables_from_arrays`; ``"spec"`` holds the
+    :class:`CountSpec` the tables were counted under, as UTF-8 JSON bytes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infomoe.logs import CountSpec, LayerSpec, Manifest, count_shard
+    >>> from infomoe.logs._tables import tables_from_arrays, tables_to_arrays
+    >>> spec = CountSpec.from_manifest(Manifest(source="demo", layers=(LayerSpec(0, 3, 1),)))
+    >>> t = count_shard({"expert_ids": {0: np.array([[0], [2], [2]])}}, spec=spec)
+    >>> tables_from_arrays(tables_to_arrays(t, spec), spec).load[0].tolist()
+    [1, 0, 2]
+    """
+    from infomoe.logs._uncertainty import GroupedCounts
+
+    out = {"spec": np.frombuffer(spec.to_json().encode("utf-8"), dtype=np.uint8).copy()}
+    for f in dataclasses.fields(tables):
+        v = getattr(tables, f.name)
+        if not isinstance(v, tuple):
+            out[f.name] = np.asarray(v).reshape(-1) if np.ndim(v) == 0 else np.asarray(v)  # scalars as (1,)
+            continue
+        for i, x in enumerate(v):
+            if isinstance(x, GroupedCounts):
+                out[f"{f.name}{_SEP}{i}{_SEP}keys"] = x.keys.astype(np.int64)
+                out[f"{f.name}{_SEP}{i}{_SEP}counts"] = x.counts.astype(np.int64)
+            elif x is not None:
+                out[f"{f.name}{_SEP}{i}"] = np.asarray(x)
+    return out
+
+
+def tables_from_arrays(arrays: dict, spec: CountSpec) -> LogTables:
+    """Count tables from :func:`tables_to_arrays` arrays, checked against the `spec` of the analysis.
+
+    Raises
+    ------
+    ValueError
+        If the tables were counted under another spec (the message names the
+        settings that differ), or an array is missing, misshapen, negative
+        or otherwise not a count table.
+    """
+    from infomoe.logs._uncertainty import GroupedCounts
+
+    if "spec" not in arrays:
+        raise ValueError("the stored count tables have no 'spec'.")
+    stored = CountSpec.from_json(bytes(np.asarray(arrays["spec"], dtype=np.uint8)).decode("utf-8", "replace"))
+    diff = stored.differences(spec)
+    if "layers" in diff and "luts" in diff and all(t is None for t in stored.luts + spec.luts):
+        diff.remove("luts")  # the maps differ only in length
+    if diff:
+        def show(sp):
+            def value(k):
+                if k == "layers":
+                    return [s.layer_id for s in sp.layers]
+                if k == "luts":
+                    return ["as logged" if t is None else "logical" for t in sp.luts]
+                return getattr(sp, k)
+            return ", ".join(f"{'expert_space' if k == 'luts' else k}={value(k)!r}" for k in diff)
+
+        raise ValueError(f"the log's count tables were recorded with {show(stored)} but this analysis asks "
+                         f"for {show(spec)}; analyse it with the settings they were recorded with (the same "
+                         "layers and expert space, token/label buckets, position edges, set alphabet and groups).")
+    L = len(spec.layers)
+    known = set()
+
+    def get(key, shape=None, integer=True):
+        known.add(key)
+        if key not in arrays:
+            return None
+        a = np.asarray(arrays[key])
+        if shape is not None and a.shape != tuple(shape):
+            raise ValueError(f"stored count table {key!r} has shape {a.shape}, expected {tuple(shape)}.")
+        if integer:
+            if a.dtype.kind not in "iu":
+                raise ValueError(f"stored count table {key!r} is {a.dtype}, not integer counts.")
+            if a.size and a.min() < 0:
+                raise ValueError(f"stored count table {key!r} holds a negative count {a.min()}.")
+            return a.astype(np.int64)
+        if a.dtype.kind != "f" or not np.isfinite(a).all():
+            raise ValueError(f"stored table {key!r} must hold finite floats.")
+        return a.astype(np.float64)
+
+    def need(key, shape=None, integer=True):
+        a = get(key, shape, integer)
+        if a is None:
+            raise ValueError(f"the stored count tables lack {key!r}.")
+        return a
+
+    kw = {}
+    for f in dataclasses.fields(LogTables):
+        name = f.name
+        if name in ("tokens", "token_ids_folded", "labels_folded", "seq_id_tokens"):
+            kw[name] = int(need(name, (1,))[0])
+        elif name in ("record_pairs", "dropped", "incomplete_sets", "tokens_dropping"):
+            kw[name] = need(name, (L,))
+        elif name == "group_tokens":
+            kw[name] = need(name, (spec.groups,))
+        elif name in ("router_entropy_sum", "logit_tokens"):
+            kw[name] = need(name, (L, spec.groups), integer=name == "logit_tokens")
+        else:
+            n = L - 1 if name.endswith("transition") else L
+            n = max(n, 0)
+            entries = []
+            for i in range(n):
+                key = f"{name}{_SEP}{i}"
+                if name.startswith("grouped_"):
+                    keys, counts = get(key + _SEP + "keys"), get(key + _SEP + "counts")
+                    if keys is None and counts is None:
+                        entries.append(None)
+                        continue
+                    shape = _table_shape(spec, name, i)
+                    if keys is None or counts is None or keys.shape != counts.shape or keys.ndim != 1:
+                        raise ValueError(f"stored grouped table {key!r} needs 1-d 'keys' and 'counts' "
+                                         "of equal length.")
+                    if (keys.size and (keys[-1] >= math.prod(shape) or (np.diff(keys) <= 0).any())) \
+                            or (counts.size and counts.min() <= 0):
+                        raise ValueError(f"stored grouped table {key!r} has keys that are not increasing "
+                                         f"cells of {shape}, or a zero count.")
+                    entries.append(GroupedCounts(shape, keys, counts))
+                elif name == "load":
+                    entries.append(need(key, _table_shape(spec, name, i)))
+                else:
+                    entries.append(get(key, _table_shape(spec, name, i), integer=name != "prob_sum"))
+            kw[name] = tuple(entries)
+    extra = sorted(set(arrays) - known - {"spec"})
+    if extra:
+        raise ValueError(f"the stored count tables hold unknown arrays {extra}.")
+    return LogTables(**kw)
 
 
 # ============================================================================= counting
@@ -389,6 +584,7 @@ class _Accumulator:
         self.group_tokens = np.zeros(G, np.int64)
         self.token_ids_folded = 0
         self.labels_folded = 0
+        self.seq_id_tokens = 0
 
     def _add(self, name: str, i: int, table) -> None:
         cur = self.tables[name][i]
@@ -404,6 +600,30 @@ class _Accumulator:
         if acc is None:
             acc = self.grouped[name][i] = GroupedAccumulator(shape)
         acc.add(GroupedCounts.from_labels(group, row, col, shape))
+
+    def _add_tables(self, t: LogTables) -> None:
+        """Add finished tables (a stored ``"tables"`` record) in place."""
+        self.tokens += t.tokens
+        self.token_ids_folded += t.token_ids_folded
+        self.labels_folded += t.labels_folded
+        self.seq_id_tokens += t.seq_id_tokens
+        for name in ("record_pairs", "dropped", "incomplete_sets", "router_entropy_sum", "logit_tokens",
+                     "tokens_dropping", "group_tokens"):
+            getattr(self, name).__iadd__(getattr(t, name))
+        for i, c in enumerate(t.load):
+            self.load[i] += c
+        for name in self._DENSE + ("transition",):
+            for i, c in enumerate(getattr(t, name)):
+                if c is not None:
+                    self._add(name, i, c)
+        for name in self._GROUPED + ("transition",):
+            for i, c in enumerate(getattr(t, "grouped_" + name)):
+                if c is not None:
+                    from infomoe.logs._uncertainty import GroupedAccumulator
+
+                    if self.grouped[name][i] is None:
+                        self.grouped[name][i] = GroupedAccumulator(c.shape)
+                    self.grouped[name][i].add(c)
 
     def result(self) -> LogTables:
         t = self.tables
@@ -424,7 +644,7 @@ class _Accumulator:
                          grouped_position=grouped("position"), grouped_label=grouped("label"),
                          grouped_transition=grouped("transition"), grouped_sets=grouped("sets"),
                          grouped_token_set=grouped("token_set"), token_ids_folded=self.token_ids_folded,
-                         labels_folded=self.labels_folded)
+                         labels_folded=self.labels_folded, seq_id_tokens=self.seq_id_tokens)
 
     def count(self, shard: dict) -> "_Accumulator":
         from infomoe._counting import contingency, label_counts
@@ -435,6 +655,9 @@ class _Accumulator:
         if not isinstance(shard, dict):
             raise TypeError(f"`shard` must be a chunk dict from iter_chunks/read_shard, "
                             f"got {type(shard).__name__}.")
+        if shard.get("kind") == "tables":
+            self._add_tables(tables_from_arrays(shard["tables"], spec))
+            return self
         if shard.get("kind") == "counts" or ("counts" in shard and "expert_ids" not in shard):
             for i, s in enumerate(spec.layers):
                 c = np.asarray(shard["counts"][s.layer_id], dtype=np.int64).sum(axis=0)
@@ -454,7 +677,10 @@ class _Accumulator:
             invalid = ~np.asarray(shard["valid"], dtype=bool)
             if not invalid.any():
                 invalid = None
-        self.tokens += n if invalid is None else n - int(invalid.sum())
+        n_valid = n if invalid is None else n - int(invalid.sum())
+        self.tokens += n_valid
+        if shard.get("seq_id") is not None:
+            self.seq_id_tokens += n_valid
         grp = token_groups(shard, n, G)
         self.group_tokens += np.bincount(grp if invalid is None else grp[~invalid], minlength=G)
 

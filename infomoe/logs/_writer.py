@@ -264,7 +264,7 @@ physical_to_logical, metadata
 
     Notes
     -----
-    Each :meth:`append` or :meth:`append_counts` call commits exactly one
+    Each :meth:`append`, :meth:`append_counts` or :meth:`append_tables` call commits exactly one
     shard and returns its index; the commit protocol is described in
     :mod:`infomoe.logs._writer`.  The set of token columns is fixed by the
     first :meth:`append`; later shards must provide the same columns.
@@ -604,6 +604,56 @@ physical_to_logical, metadata
                                  f"got shape {a.shape}.")
             arrays[name] = _checked_int_column(a, name)
         return self._commit(m, "counts", w, arrays)
+
+    def append_tables(self, tables, spec) -> int:
+        """Commit the count tables of the report (a ``"tables"`` record); return its shard index.
+
+        A recorder in counts mode (``RoutingRecorder(..., mode="counts")``)
+        accumulates these tables on the model's device instead of writing
+        every token; :func:`~infomoe.logs.analyze_log` adds them to the
+        tables it counts from token shards, so the report is the one the
+        token log of the same run would give.
+
+        Parameters
+        ----------
+        tables : LogTables
+            Tables of the tokens seen since the last record.
+        spec : CountSpec
+            What they count; its layers must be layers of this log.
+
+        Returns
+        -------
+        int
+            Index of the committed shard.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> from infomoe.logs import CountSpec, LayerSpec, LogWriter, analyze_log, count_shard
+        >>> d = os.path.join(tempfile.mkdtemp(), "log")
+        >>> with LogWriter(d, source="demo", layers=[LayerSpec(0, 4, 1)]) as w:
+        ...     spec = CountSpec.from_manifest(w.manifest)
+        ...     _ = w.append_tables(count_shard({"expert_ids": {0: np.array([[0], [3], [3]])}}, spec=spec), spec)
+        >>> analyze_log(d, intervals=False).load[0].tolist()
+        [1, 0, 0, 2]
+        """
+        from infomoe.logs._tables import CountSpec, LogTables, tables_to_arrays
+
+        self._check_open()
+        if not isinstance(tables, LogTables):
+            raise TypeError(f"`tables` must be LogTables, got {type(tables).__name__}.")
+        if not isinstance(spec, CountSpec):
+            raise TypeError(f"`spec` must be a CountSpec, got {type(spec).__name__}.")
+        m = self._manifest
+        for s in spec.layers:
+            have = m.layer(s.layer_id)  # ValueError for a layer the log does not have
+            lut = spec.luts[spec.layers.index(s)]
+            if lut is None and (have.num_experts, have.top_k) != (s.num_experts, s.top_k):
+                raise ValueError(f"`spec` layer {s.layer_id} has {s.num_experts} experts, top-{s.top_k}; "
+                                 f"the log says {have.num_experts}, top-{have.top_k}.")
+        if len(tables.load) != len(spec.layers):
+            raise ValueError(f"`tables` has {len(tables.load)} layers but `spec` {len(spec.layers)}.")
+        return self._commit(m, "tables", int(tables.tokens), tables_to_arrays(tables, spec))
 
     # -- commit ------------------------------------------------------------------
     def _check_open(self) -> None:

@@ -28,3 +28,40 @@ def _rich_routing(rng, n):
 def rich_routing():
     """The function ``(rng, n) -> dict`` drawing the synthetic routing of the log tests."""
     return _rich_routing
+
+
+def _assert_tables_equal(a, b, rtol=1e-12):
+    """Every field of two LogTables equal: integers exactly, float sums to `rtol`."""
+    import dataclasses
+
+    from infomoe.logs._uncertainty import GroupedCounts
+
+    def check(name, x, y):
+        if x is None or y is None:
+            assert x is None and y is None, name
+        elif isinstance(x, GroupedCounts):
+            assert x.shape == y.shape, name
+            np.testing.assert_array_equal(x.keys, y.keys, err_msg=name)
+            np.testing.assert_array_equal(x.counts, y.counts, err_msg=name)
+        else:
+            x, y = np.asarray(x), np.asarray(y)
+            assert x.shape == y.shape, name
+            if x.dtype.kind == "f" or y.dtype.kind == "f":
+                np.testing.assert_allclose(x, y, rtol=rtol, atol=0, err_msg=name)
+            else:
+                np.testing.assert_array_equal(x, y, err_msg=name)
+
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, tuple):
+            assert isinstance(y, tuple) and len(x) == len(y), f.name
+            for i, (u, v) in enumerate(zip(x, y)):
+                check(f"{f.name}[{i}]", u, v)
+        else:
+            check(f.name, x, y)
+
+
+@pytest.fixture(scope="session")
+def assert_tables_equal():
+    """``(a, b, rtol=1e-12)``: assert two LogTables are equal (counts exactly, float sums to rtol)."""
+    return _assert_tables_equal

@@ -12,7 +12,10 @@ The recorder never modifies the model.  It registers
 Decisions stay on the accelerator until ``flush_tokens`` tokens are buffered;
 then each column is concatenated on the device and copied to the host with a
 single ``.cpu()`` and written as one shard.  Every shard holds all recorded
-layers for the same tokens.
+layers for the same tokens.  In counts mode nothing per token is kept: the
+report's count tables are accumulated on the device
+(:mod:`infomoe.logs.export._device_tables`) and written as one ``"tables"``
+record per flush.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from infomoe._validate import check_positive_int
+from infomoe._validate import check_choice, check_positive_int
 from infomoe.logs.export._adapter import SUPPORTED_UPSTREAM, RouterSite, upstream_versions
 from infomoe.logs.export._hf import resolve_adapter
 
@@ -78,12 +81,13 @@ def _past_length(kwargs: dict, seq_len: int, mask) -> int:
 class _BatchInfo:
     """Per-forward token bookkeeping (kept on the tokens' device)."""
 
-    __slots__ = ("n_seq", "seq_len", "seq_id", "position", "valid", "token_id", "label")
+    __slots__ = ("n_seq", "seq_len", "seq_id", "position", "valid", "token_id", "label", "seq_host")
 
-    def __init__(self, n_seq, seq_len, seq_id, position, valid, token_id, label):
+    def __init__(self, n_seq, seq_len, seq_id, position, valid, token_id, label, seq_host):
         self.n_seq, self.seq_len = n_seq, seq_len
         self.seq_id, self.position, self.valid = seq_id, position, valid
         self.token_id, self.label = token_id, label
+        self.seq_host = seq_host  # (n_seq,) int64 on the host, or None when only the device has it
 
 
 class RoutingRecorder:
@@ -108,13 +112,30 @@ class RoutingRecorder:
         a string names one; a :class:`RouterAdapter` instance is used as is.
     layers : sequence of int, optional
         Record only these layer ids (default: every router found).
-    flush_tokens : int
+    mode : {"ids", "counts"}, default "ids"
+        ``"ids"`` writes every token's expert ids and gate weights (token
+        shards).  ``"counts"`` keeps only the count tables that
+        :func:`~infomoe.logs.analyze_log` and ``infomoe report`` need,
+        accumulated on the model's device (expert load, token x expert,
+        position x expert, label x expert, consecutive-layer and top-k set
+        tables, per resampling group, and the soft-gate sums), and writes
+        them as ``"tables"`` records: the report equals the one of the
+        token log of the same run (counts exactly, soft-gate sums to
+        rounding), at a size independent of the number of tokens.
+    flush_tokens : int, optional
         Tokens buffered on the device before one host copy and one shard
-        (default 65536).  A forward pass is never split, so a shard holds at
-        most ``flush_tokens`` plus one forward pass of tokens.
-    record_logits : bool
-        Also record the router logits ``(tokens, experts)`` (default False;
-        they cost ``E/k`` times the memory of the ids).
+        (default 65536; in counts mode 2**24, and never more than the
+        int32 tables allow).  A forward pass is never split, so a shard
+        holds at most ``flush_tokens`` plus one forward pass of tokens.
+    record_logits : bool, optional
+        Also record the router logits ``(tokens, experts)``: in ids mode
+        as a column (default False; they cost ``E/k`` times the memory of
+        the ids), in counts mode as the soft-gate sums (default True).
+    count_options : dict, optional
+        Counts mode: settings of the tables, as for
+        :meth:`~infomoe.logs.CountSpec.from_manifest` (``token_buckets``,
+        ``position_edges``, ``label_buckets``, ``max_set_alphabet``,
+        ``groups``); the report reads them back from the log.
     model_id : str, optional
         Written to the manifest (default: ``model.config.name_or_path``).
     step, rank : int, optional
@@ -164,17 +185,30 @@ class RoutingRecorder:
     """
 
     def __init__(self, model, path_or_writer, *, adapter="auto", layers: Optional[Sequence[int]] = None,
-                 flush_tokens: int = 65536, record_logits: bool = False, model_id: Optional[str] = None,
+                 mode: str = "ids", flush_tokens: Optional[int] = None, record_logits: Optional[bool] = None,
+                 count_options: Optional[dict] = None, model_id: Optional[str] = None,
                  step: Optional[int] = None, rank: Optional[int] = None, metadata: Optional[dict] = None,
                  resume: bool = False):
         import torch  # noqa: F401  (fail early with ImportError if torch is absent)
 
         if not hasattr(model, "named_modules"):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+        self.mode = check_choice(mode, "mode", ("ids", "counts"))
+        counts = self.mode == "counts"
+        if count_options is not None and not counts:
+            raise ValueError('`count_options` applies to mode="counts" only.')
+        if count_options is not None and not isinstance(count_options, dict):
+            raise TypeError(f"`count_options` must be a dict, got {type(count_options).__name__}.")
+        allowed = {"token_buckets", "position_edges", "label_buckets", "max_set_alphabet", "groups"}
+        unknown = sorted(set(count_options or ()) - allowed)
+        if unknown:
+            raise ValueError(f"`count_options` {unknown} are not table settings; allowed: {sorted(allowed)}.")
+        self.count_options = dict(count_options or {})
         self.model = model
         self.adapter = resolve_adapter(adapter, model)
-        self.flush_tokens = check_positive_int(flush_tokens, "flush_tokens")
-        self.record_logits = bool(record_logits)
+        self.flush_tokens = check_positive_int((1 << 24 if counts else 65536) if flush_tokens is None
+                                               else flush_tokens, "flush_tokens")
+        self.record_logits = counts if record_logits is None else bool(record_logits)
         self.step = step
         self.rank = rank
         self._target = path_or_writer
@@ -214,6 +248,8 @@ class RoutingRecorder:
         self._has_token_ids: Optional[bool] = None
         self._buf: list = []
         self._buf_tokens = 0
+        self.count_spec = None  # counts mode: the CountSpec of the tables (set on entry)
+        self._device_tables = None  # counts mode: DeviceTables, made at the first forward
         self.num_tokens_recorded = 0
         self.num_shards = 0
         self.num_ignored_calls = 0
@@ -245,6 +281,16 @@ class RoutingRecorder:
                                      metadata=meta, resume=self._resume, **opts)
             self._writer.__enter__()
             self._own_writer = True
+        if self.mode == "counts":
+            from infomoe.logs._tables import CountSpec
+
+            try:
+                self.count_spec = CountSpec.from_manifest(self._writer.manifest, layers=self.layer_ids,
+                                                          **self.count_options)
+            except BaseException:
+                if self._own_writer:
+                    self._writer.__exit__(None, None, None)
+                raise
         try:
             inp = self.adapter.input_module(self.model) if self.adapter.input_module else self.model
             self._handles.append(inp.register_forward_pre_hook(self._on_begin, with_kwargs=True))
@@ -331,10 +377,13 @@ class RoutingRecorder:
             if seq.numel() != n_seq:
                 raise ValueError(f"`seq_id` must have one entry per sequence ({n_seq}), got {seq.numel()}.")
             seq = seq.reshape(n_seq)
+            seq_host = None
         elif continuing:
             seq = self._prev.seq_id[:, :1].reshape(n_seq)
+            seq_host = self._prev.seq_host
         else:
             seq = torch.arange(self._next_seq, self._next_seq + n_seq, dtype=torch.int64, device=device)
+            seq_host = np.arange(self._next_seq, self._next_seq + n_seq, dtype=np.int64)
             self._next_seq += n_seq
         seq2 = seq.reshape(n_seq, 1).expand(n_seq, seq_len)
 
@@ -373,7 +422,7 @@ class RoutingRecorder:
                              + "token ids but earlier ones " + ("had" if tok is None else "had none")
                              + "; one log holds token ids for every token or for none (call "
                              "set_batch(input_ids=...) before a forward with inputs_embeds).")
-        self._ctx = _BatchInfo(n_seq, seq_len, seq2, pos, valid, tok, lab)
+        self._ctx = _BatchInfo(n_seq, seq_len, seq2, pos, valid, tok, lab, seq_host)
         self._pending = {}
         return None
 
@@ -415,18 +464,14 @@ class RoutingRecorder:
             raise RuntimeError(f"RoutingRecorder: layers {missing} did not run in this forward pass "
                                f"(got {sorted(pending)}); pass layers= to record a subset.")
         n_tok = ctx.n_seq * ctx.seq_len
+        if self.mode == "counts":
+            self._count(ctx, pending, n_tok)
+            return None
         ids_l, w_l, lg_l = [], [], []
         with torch.no_grad():
             for s in self.sites:
                 ids, w, lg = pending[s.layer_id]
-                ids = ids.detach().reshape(-1, ids.shape[-1])
-                w = w.detach().reshape(-1, w.shape[-1])
-                if ids.shape[0] != n_tok or w.shape != ids.shape or ids.shape[1] != s.top_k:
-                    raise RuntimeError(
-                        f"RoutingRecorder: router {s.name!r} returned expert ids of shape "
-                        f"{tuple(ids.shape)} and weights {tuple(w.shape)}, expected ({n_tok}, {s.top_k}) "
-                        f"for a batch of {ctx.n_seq} x {ctx.seq_len} tokens ({upstream_versions()}; "
-                        f"adapters are written for {SUPPORTED_UPSTREAM}).")
+                ids, w = self._checked_decisions(s, ids, w, ctx, n_tok)
                 ids_l.append(ids.to(torch.int32))
                 w_l.append(w.to(torch.float32))
                 if lg is not None:
@@ -449,11 +494,70 @@ class RoutingRecorder:
             self.flush()
         return None
 
-    # -- flushing ----------------------------------------------------------
-    def flush(self) -> int:
-        """Copy buffered tokens to the host and write them as one shard; returns tokens written."""
+    @staticmethod
+    def _checked_decisions(site: RouterSite, ids, w, ctx: _BatchInfo, n_tok: int):
+        """A router's ids and weights as ``(n_tok, k)``, or a RuntimeError naming the shapes."""
+        ids = ids.detach().reshape(-1, ids.shape[-1])
+        w = w.detach().reshape(-1, w.shape[-1])
+        if ids.shape[0] != n_tok or w.shape != ids.shape or ids.shape[1] != site.top_k:
+            raise RuntimeError(
+                f"RoutingRecorder: router {site.name!r} returned expert ids of shape "
+                f"{tuple(ids.shape)} and weights {tuple(w.shape)}, expected ({n_tok}, {site.top_k}) "
+                f"for a batch of {ctx.n_seq} x {ctx.seq_len} tokens ({upstream_versions()}; "
+                f"adapters are written for {SUPPORTED_UPSTREAM}).")
+        return ids, w
+
+    def _count(self, ctx: _BatchInfo, pending: dict, n_tok: int) -> None:
+        """Counts mode: add one forward pass to the tables on the device."""
         import torch
 
+        from infomoe.logs._uncertainty import token_groups
+        from infomoe.logs.export._device_tables import DeviceTables
+
+        spec = self.count_spec
+        site = {s.layer_id: s for s in self.sites}
+        with torch.no_grad():
+            ids, logits = [], []
+            for ls in spec.layers:
+                e, w, lg = pending[ls.layer_id]
+                e, _ = self._checked_decisions(site[ls.layer_id], e, w, ctx, n_tok)
+                ids.append(e)
+                logits.append(None if lg is None else lg.detach().reshape(n_tok, -1))
+            dev = self._device_tables
+            if dev is None:
+                dev = self._device_tables = DeviceTables(spec, ids[0].device)
+            cap = min(self.flush_tokens, dev.max_tokens)
+            if dev.tokens_added and dev.tokens_added + n_tok > dev.max_tokens:
+                self.flush()  # an int32 cell could overflow in this pass
+            seq_host = ctx.seq_host
+            if seq_host is None:  # seq_id given as a tensor through set_batch: one copy to the host
+                seq_host = ctx.seq_id[:, 0].cpu().numpy()
+            g = torch.as_tensor(token_groups({"seq_id": seq_host}, ctx.n_seq, spec.groups).astype(np.int64))
+            groups = g.to(dev.device, non_blocking=True).repeat_interleave(ctx.seq_len)
+            label = None if ctx.label is None else ctx.label.reshape(-1)
+            dev.add(ids, groups=groups, valid=ctx.valid.reshape(-1),
+                    token_id=None if ctx.token_id is None else ctx.token_id.reshape(-1),
+                    position=ctx.position.reshape(-1), label=label,
+                    router_logits=logits if self.record_logits else None)
+        self._prev = ctx
+        if dev.tokens_added >= cap:
+            self.flush()
+
+    # -- flushing ----------------------------------------------------------
+    def flush(self) -> int:
+        """Write what is buffered as one shard (in counts mode, one tables record); returns tokens written."""
+        import torch
+
+        if self.mode == "counts":
+            dev = self._device_tables
+            if dev is None or not dev.tokens_added:
+                return 0
+            tables = dev.result()
+            if tables.tokens:  # a pass of padding only counts nothing
+                self._writer.append_tables(tables, self.count_spec)
+                self.num_shards += 1
+            self.num_tokens_recorded += tables.tokens
+            return tables.tokens
         if not self._buf:
             return 0
         buf, self._buf, n = self._buf, [], self._buf_tokens

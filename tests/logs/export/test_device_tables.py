@@ -1,0 +1,182 @@
+"""Counts mode: DeviceTables count what count_shard counts, and the recorder's tables log reports the same."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from infomoe.logs import CountSpec, LayerSpec, Manifest, analyze_log, count_shard, open_log  # noqa: E402
+from infomoe.logs._uncertainty import token_groups  # noqa: E402
+from infomoe.logs.export import RoutingRecorder, tiny_model  # noqa: E402
+from infomoe.logs.export import _device_tables  # noqa: E402
+from infomoe.logs.export._device_tables import DeviceTables  # noqa: E402
+
+
+def _chunks(d, sizes, seq):
+    """Split the synthetic routing ``d`` into host chunks of the given sizes."""
+    a = 0
+    for n in sizes:
+        b = a + n
+        yield {"expert_ids": {l: d["ids"][a:b, l] for l in range(3)}, "valid": d["valid"][a:b],
+               "token_id": d["tok"][a:b], "position": d["pos"][a:b], "label": d["lab"][a:b],
+               "seq_id": seq[a:b], "router_logits": {l: d["logits"][a:b, l].astype(np.float32) for l in range(3)}}
+        a = b
+
+
+def _device_count(spec, chunks):
+    dev = DeviceTables(spec, "cpu")
+    for c in chunks:
+        n = c["valid"].shape[0]
+        t = lambda a: torch.as_tensor(np.asarray(a))  # noqa: E731
+        lids = [s.layer_id for s in spec.layers]
+        dev.add([t(c["expert_ids"][l]) for l in lids],
+                groups=t(token_groups(c, n, spec.groups).astype(np.int64)), valid=t(c["valid"]),
+                token_id=t(c["token_id"]), position=t(c["position"]), label=t(c["label"]),
+                router_logits=[t(c["router_logits"][l]) for l in lids])
+    return dev.result()
+
+
+def _spec(score_function="softmax", physical=False, **options):
+    if physical:  # 6 physical slots of 3 logical experts: replicas merge
+        m = Manifest(source="t", layers=tuple(LayerSpec(l, 6, 2) for l in range(3)), expert_id_space="physical",
+                     physical_to_logical={l: [0, 1, 2, 0, 1, 2] for l in range(3)})
+    else:
+        m = Manifest(source="t", layers=tuple(LayerSpec(l, 6, 2) for l in range(3)), score_function=score_function)
+    return CountSpec.from_manifest(m, **options)
+
+
+@pytest.mark.parametrize("case", ["softmax", "sigmoid", "physical", "sparse", "small-buckets"])
+def test_device_tables_equal_count_shard(case, rich_routing, assert_tables_equal, monkeypatch):
+    d = rich_routing(np.random.default_rng(3), 2500)
+    seq = np.repeat(np.arange(50), 50)
+    options = {}
+    if case == "sparse":  # every grouped table sparse, with buffer compactions and an oversized pass
+        monkeypatch.setattr(_device_tables, "DENSE_CELLS", 0)
+        monkeypatch.setattr(_device_tables, "SPARSE_BUFFER", 700)
+    if case == "small-buckets":  # folded token ids and labels, few groups, coarse positions
+        options = dict(token_buckets=16, label_buckets=2, groups=5, position_edges=(1, 10, 100))
+    spec = _spec(score_function="sigmoid" if case == "sigmoid" else "softmax", physical=case == "physical",
+                 **options)
+    sizes = (900, 1, 1200, 399)
+    host = sum(count_shard(c, spec=spec) for c in _chunks(d, sizes, seq))
+    device = _device_count(spec, _chunks(d, sizes, seq))
+    assert device.tokens == int(d["valid"].sum()) and device.load[0].sum() > 0 and device.prob_sum[1] is not None
+    if case == "small-buckets":
+        assert device.token_ids_folded > 0 and device.labels_folded > 0
+    assert_tables_equal(host, device)
+
+
+def test_device_tables_start_afresh_after_each_result(rich_routing, assert_tables_equal):
+    d = rich_routing(np.random.default_rng(4), 600)
+    seq = np.repeat(np.arange(12), 50)
+    spec = _spec()
+    dev = DeviceTables(spec, "cpu")
+    first = _device_count(spec, _chunks(d, (300,), seq))
+    assert dev.tokens_added == 0
+    again = _device_count(spec, _chunks(d, (300,), seq))
+    assert_tables_equal(first, again)
+
+
+def test_bad_ids_and_undefined_gates_raise_at_result():
+    spec = _spec()
+    dev = DeviceTables(spec, "cpu")
+    ids = [torch.tensor([[0, 1], [6, 2]])] + [torch.tensor([[0, 1], [1, 2]])] * 2
+    dev.add(ids, groups=torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"layer 0: 1 expert id\(s\) outside \[-1, 5\]"):
+        dev.result()
+    assert dev.tokens_added == 0  # discarded
+    lg = torch.zeros(2, 6)
+    lg[1] = float("-inf")
+    dev.add([torch.tensor([[0, 1], [1, 2]])] * 3, groups=torch.zeros(2, dtype=torch.int64),
+            router_logits=[lg, None, None])
+    with pytest.raises(ValueError, match=r"layer 0: router logits of 1 token\(s\) give no defined gate"):
+        dev.result()
+    # a padded token's logits are never looked at
+    dev.add([torch.tensor([[0, 1], [1, 2]])] * 3, groups=torch.zeros(2, dtype=torch.int64),
+            valid=torch.tensor([True, False]), router_logits=[lg, None, None])
+    assert dev.result().logit_tokens[0].sum() == 1
+    with pytest.raises(TypeError, match="`spec` must be a CountSpec"):
+        DeviceTables({"layers": 3}, "cpu")
+
+
+# ----------------------------------------------------------------------------- the recorder
+def _run(model, path, batches, **kw):
+    mask = torch.ones(batches[0].shape, dtype=torch.long)
+    mask[0, :5] = 0  # left padding: routed, not counted
+    with RoutingRecorder(model, path, **kw) as rec, torch.no_grad():
+        for i, b in enumerate(batches):
+            if i == 1:
+                rec.set_batch(label=torch.tensor([0, 1, 2, -1]))
+            if i == 2:
+                rec.set_batch(seq_id=torch.tensor([7, 7, 9, 11]))
+            model(input_ids=b, attention_mask=mask)
+    return rec
+
+
+def _close(a, b, path="report"):
+    """Two JSON values equal: numbers to 1e-12 relative, everything else exactly."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-15), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("arch", ["qwen3_moe", "mixtral"])
+def test_counts_mode_report_equals_the_token_log_report(arch, tmp_path, assert_tables_equal):
+    torch.manual_seed(0)
+    model = tiny_model(arch)
+    batches = [torch.randint(0, 99, (4, 16)) for _ in range(4)]
+    _run(model, tmp_path / "ids", batches, record_logits=True)
+    rec = _run(model, tmp_path / "counts", batches, mode="counts", flush_tokens=100)
+    ids_log, counts_log = open_log(tmp_path / "ids"), open_log(tmp_path / "counts", verify=True)
+    kinds = [s.kind for s in counts_log.shards]
+    assert kinds == ["tables"] * 2 and rec.num_shards == 2  # flushed after 2 passes of 64 tokens, and on exit
+    assert counts_log.num_tokens == 0 and rec.num_tokens_recorded == 4 * 4 * 16 - 4 * 5
+    assert counts_log.counts().keys() == ids_log.counts().keys()
+    for lid, c in ids_log.counts().items():
+        np.testing.assert_array_equal(counts_log.counts(lid), c)
+
+    spec = CountSpec.from_manifest(ids_log.manifest)
+    from infomoe.logs._analysis import _count_locally
+
+    options = dict(chunk_tokens=1 << 16, on_error="raise", num_threads=1, progress=False)
+    assert_tables_equal(_count_locally(ids_log, spec, **options), _count_locally(counts_log, spec, **options))
+    a, b = json.loads(analyze_log(ids_log).to_json()), json.loads(analyze_log(counts_log).to_json())
+    assert b["uncertainty"]["resampling_unit"] == "sequences (seq_id)" and b["num_tokens"] == rec.num_tokens_recorded
+    _close(a, b)
+
+
+def test_counts_mode_settings_are_read_back_and_checked(tmp_path):
+    torch.manual_seed(1)
+    model = tiny_model("mixtral")
+    batches = [torch.randint(0, 99, (4, 16)) for _ in range(2)]
+    _run(model, tmp_path / "c", batches, mode="counts",
+         count_options=dict(token_buckets=32, groups=8, position_edges=(0, 4, 8)))
+    r = analyze_log(tmp_path / "c")  # adopts the recorded settings
+    assert r.token_buckets == 32 and tuple(r.position_edges) == (0, 4, 8) and 2 <= r.groups <= 8
+    with pytest.raises(ValueError, match=r"recorded with groups=8, token_buckets=32 but this analysis asks for "
+                                         r"groups=64, token_buckets=2048"):
+        analyze_log(tmp_path / "c", token_buckets=2048, groups=64)
+
+
+def test_counts_mode_errors(tmp_path):
+    model = tiny_model("mixtral")
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        RoutingRecorder(model, tmp_path / "a", mode="tokens")
+    with pytest.raises(ValueError, match='applies to mode="counts" only'):
+        RoutingRecorder(model, tmp_path / "a", count_options={"groups": 4})
+    with pytest.raises(ValueError, match=r"\['bins'\] are not table settings"):
+        RoutingRecorder(model, tmp_path / "a", mode="counts", count_options={"bins": 4})
+    with pytest.raises(ValueError, match="`groups`"):
+        with RoutingRecorder(model, tmp_path / "b", mode="counts", count_options={"groups": 0}):
+            pass
