@@ -391,8 +391,7 @@ def run_experiment(*, n_experts: int = 25, m: int = 256, n_sets: int = 300,
     """
     from scipy import stats
 
-    from infomoe import accuracy_rate_curve, channel_information
-    from infomoe.bounds import generalization_gap, gibbs_generalization, union_bound, xu_raginsky
+    from infomoe.bounds import union_bound
 
     K = check_positive_int(n_experts, "n_experts")
     m = check_positive_int(m, "m")
@@ -407,100 +406,147 @@ def run_experiment(*, n_experts: int = 25, m: int = 256, n_sets: int = 300,
     elif not isinstance(data, Dataset):
         raise TypeError(f"`data` must be an infomoe.bank.Dataset, got {type(data).__name__}.")
     splits = split_dataset(data, n_bank=n_bank, n_pool=n_pool, n_test=n_test, seed=seed)
-    A = len(a_grid)
-    bar = progress_bar(enabled=progress, desc="finite bank", total=A + 3, leave=True)
+    bar = progress_bar(enabled=progress, desc="finite bank", total=len(a_grid) + 3, leave=True)
     bar.set_postfix_str("experts")
     bank = train_bank(splits.bank, n_experts=K, seed=seed, cache_dir=cache_dir, progress=progress)
     bar.update()
     bar.set_postfix_str("losses")
-    pool_loss = bank.losses(splits.pool)                         # (n_pool, K)
-    test_proba = bank.predict_proba(splits.test.images)          # (K, n_test, C)
-    test_loss = (test_proba.argmax(-1) != splits.test.labels[None, :]).T.astype(np.float64)
-    pool_risk, test_risk = pool_loss.mean(0), test_loss.mean(0)
-
-    sets = draw_training_sets(pool_loss.shape[0], m, M, seed=seed)
-    risks = empirical_risks(pool_loss, sets)                     # (M, K)
-    train_samples = pool_loss[sets]                              # (M, m, K)
-    lbar = risks.mean(axis=0)
-    prior = np.full(K, 1.0 / K)
+    losses = _bank_losses(bank, splits, m=m, n_sets=M, seed=seed)
     bar.update()
-    arr = {k: np.empty(A) for k in (
-        "mi_nats", "lautum_nats", "gap", "gap_low", "gap_high", "gap_raw", "gap_sampled",
-        "gap_sampled_low", "gap_sampled_high", "gap_test", "gap_test_low", "gap_test_high",
-        "train_risk", "xu_raginsky", "aminian_predicted", "aminian_mc_term")}
-    for i in range(A):
-        alpha = float(a_grid[i])
+    rows = []
+    for i, alpha in enumerate(a_grid.tolist()):
         bar.set_postfix_str(f"alpha = {alpha:g}")
-        q = gibbs_selection(risks, alpha, m)                     # (M, K)
-        ci = channel_information(q, base=math.e)
-        mi, lau = max(float(ci.mutual_information), 0.0), float(ci.lautum_information)
-        arr["mi_nats"][i], arr["lautum_nats"][i] = mi, lau
-        # Soft rule.  The prior term sum_w pi(w) (L_pool(w) - L_S(w)) has mean exactly 0
-        # (pi ignores S and E_S L_S = L_pool), so it is subtracted per set as a control
-        # variate: same expectation, far less noise (exactly 0 at alpha = 0).
-        dq = q - prior
-        g = generalization_gap(np.einsum("jsk,jk->js", train_samples, dq), dq @ pool_loss.T,
-                               confidence_level=cl)
-        arr["gap"][i], arr["gap_low"][i], arr["gap_high"][i] = g.gap, g.low, g.high
-        raw_train = np.einsum("jsk,jk->js", train_samples, q)
-        arr["gap_raw"][i] = float(np.mean(q @ pool_risk) - np.mean(raw_train))
-        gt = generalization_gap(raw_train, q @ test_loss.T, confidence_level=cl)
-        arr["gap_test"][i], arr["gap_test_low"][i], arr["gap_test_high"][i] = \
-            gt.gap, gt.low, gt.high
-        # Sampled rule: one W_j ~ q(.|S_j) per set, same control variate.
-        w = sample_selection(q, seed=seed + 1000 * i)
-        gs = generalization_gap(train_samples[np.arange(M), :, w] - train_samples @ prior,
-                                (pool_loss[:, w] - (pool_loss @ prior)[:, None]).T,
-                                confidence_level=cl)
-        arr["gap_sampled"][i], arr["gap_sampled_low"][i], arr["gap_sampled_high"][i] = \
-            gs.gap, gs.low, gs.high
-        arr["train_risk"][i] = float(np.mean(np.sum(q * risks, axis=1)))
-        arr["xu_raginsky"][i] = xu_raginsky(mi, m, sigma=sigma)
-        qbar = q.mean(axis=0)
-        arr["aminian_mc_term"][i] = float(qbar @ (lbar - pool_risk))  # = predicted - gap_raw
-        if alpha == 0.0:
-            arr["aminian_predicted"][i] = 0.0
-        elif math.isfinite(lau):
-            arr["aminian_predicted"][i] = gibbs_generalization(mi, lau, alpha * m)
-        else:
-            arr["aminian_predicted"][i] = math.nan
+        rows.append(_alpha_fields(losses, alpha, m=m, seed=seed + 1000 * i, confidence_level=cl,
+                                  sigma=sigma))
         bar.update()
-
-    rho = float(stats.spearmanr(arr["mi_nats"], arr["gap"]).statistic) if A >= 3 else math.nan
-
+    per_alpha = {name: np.array([row[name] for row in rows], dtype=np.float64) for name in rows[0]}
     bar.set_postfix_str("gate, Blahut-Arimoto")
-    selected = int(np.argmin(pool_risk))
-    gate = _confidence_gate(test_proba, gate_sharpness)
-    gate_info = channel_information(gate, base=2)
-    oracle = _oracle_routing(test_loss, selected)
-    oracle_info = channel_information(np.eye(K)[oracle], base=2)
-    curve_kw = {} if betas is None else {"betas": betas}
-    curve = accuracy_rate_curve(test_loss, base=2, **curve_kw)
+    on_test = _test_fields(losses, gate_sharpness=gate_sharpness, betas=betas)
     bar.update()
     bar.close()
-
+    rho = (float(stats.spearmanr(per_alpha["mi_nats"], per_alpha["gap"]).statistic)
+           if len(a_grid) >= 3 else math.nan)
     return BankResult(
         alphas=a_grid, m=m, n_sets=M, n_experts=K, seed=int(seed), dataset=data.name,
         n_bank=len(splits.bank), n_pool=len(splits.pool), n_test=len(splits.test),
-        mi_bits=arr["mi_nats"] / math.log(2), mi_nats=arr["mi_nats"],
-        lautum_nats=arr["lautum_nats"], gap=arr["gap"], gap_low=arr["gap_low"],
-        gap_high=arr["gap_high"], gap_raw=arr["gap_raw"], gap_sampled=arr["gap_sampled"],
-        gap_sampled_low=arr["gap_sampled_low"], gap_sampled_high=arr["gap_sampled_high"],
-        gap_test=arr["gap_test"], gap_test_low=arr["gap_test_low"],
-        gap_test_high=arr["gap_test_high"], train_risk=arr["train_risk"],
-        xu_raginsky=arr["xu_raginsky"], union=union_bound(K, m),
-        union_high_probability=union_bound(K, m, delta=delta, two_sided=True),
-        aminian_predicted=arr["aminian_predicted"], aminian_mc_term=arr["aminian_mc_term"],
-        rank_correlation=rho, pool_risk=pool_risk, test_risk=test_risk,
-        selected_expert=selected, selected_accuracy=float(1.0 - test_risk[selected]),
+        mi_bits=per_alpha["mi_nats"] / math.log(2), **per_alpha,
+        union=union_bound(K, m), union_high_probability=union_bound(K, m, delta=delta, two_sided=True),
+        rank_correlation=rho, pool_risk=losses.pool_risk, test_risk=losses.test_risk,
+        gate_sharpness=gate_sharpness, confidence_level=cl, sigma=sigma, delta=delta, **on_test)
+
+
+@dataclass(frozen=True, eq=False)
+class _BankLosses:
+    """The bank's 0/1 losses that every stage of :func:`run_experiment` reads (``K`` experts).
+
+    Attributes
+    ----------
+    pool, test : ndarray of shape (n_pool, K), (n_test, K)
+        Per-sample losses on the pool and on the test data.
+    pool_risk, test_risk : ndarray of shape (K,)
+        Their means: each expert's pool and test risk.
+    test_proba : ndarray of shape (K, n_test, C)
+        Class probabilities of each expert on the test images.
+    set_losses : ndarray of shape (M, m, K)
+        Losses on the samples of each resampled training set.
+    set_risks : ndarray of shape (M, K)
+        Empirical risk of each expert on each set.
+    """
+
+    pool: np.ndarray
+    test: np.ndarray
+    pool_risk: np.ndarray
+    test_risk: np.ndarray
+    test_proba: np.ndarray
+    set_losses: np.ndarray
+    set_risks: np.ndarray
+
+
+def _bank_losses(bank, splits, *, m: int, n_sets: int, seed: int) -> _BankLosses:
+    """Evaluate the bank on the pool and the test data and draw the ``n_sets`` training sets."""
+    pool = bank.losses(splits.pool)
+    test_proba = bank.predict_proba(splits.test.images)
+    test = (test_proba.argmax(-1) != splits.test.labels[None, :]).T.astype(np.float64)
+    sets = draw_training_sets(pool.shape[0], m, n_sets, seed=seed)
+    return _BankLosses(pool=pool, test=test, pool_risk=pool.mean(0), test_risk=test.mean(0),
+                       test_proba=test_proba, set_losses=pool[sets],
+                       set_risks=empirical_risks(pool, sets))
+
+
+def _interval(name: str, estimate) -> dict:
+    """``{name, name_low, name_high}`` of a :class:`~infomoe.bounds.GapEstimate`."""
+    return {name: estimate.gap, f"{name}_low": estimate.low, f"{name}_high": estimate.high}
+
+
+def _alpha_fields(losses: _BankLosses, alpha: float, *, m: int, seed: int,
+                  confidence_level: float, sigma: float) -> dict:
+    """The per-alpha fields of :class:`BankResult` at one grid point, each a float.
+
+    ``seed`` seeds the sampled rule's draws.  The gaps subtract the prior term
+    ``sum_w pi(w) (L_pool(w) - L_S(w))``, which has mean exactly 0 (``pi``
+    ignores ``S`` and ``E_S L_S = L_pool``), per set as a control variate:
+    same expectation, far less noise (exactly 0 at ``alpha = 0``).
+    """
+    from infomoe import channel_information
+    from infomoe.bounds import generalization_gap, gibbs_generalization, xu_raginsky
+
+    n_sets, K = losses.set_risks.shape
+    prior = np.full(K, 1.0 / K)
+    q = gibbs_selection(losses.set_risks, alpha, m)              # (M, K)
+    ci = channel_information(q, base=math.e)
+    mi, lautum = max(float(ci.mutual_information), 0.0), float(ci.lautum_information)
+    dq = q - prior
+    soft = generalization_gap(np.einsum("jsk,jk->js", losses.set_losses, dq), dq @ losses.pool.T,
+                              confidence_level=confidence_level)
+    raw_train = np.einsum("jsk,jk->js", losses.set_losses, q)
+    on_test = generalization_gap(raw_train, q @ losses.test.T, confidence_level=confidence_level)
+    w = sample_selection(q, seed=seed)                           # one W_j ~ q(.|S_j) per set
+    sampled = generalization_gap(
+        losses.set_losses[np.arange(n_sets), :, w] - losses.set_losses @ prior,
+        (losses.pool[:, w] - (losses.pool @ prior)[:, None]).T, confidence_level=confidence_level)
+    if alpha == 0.0:
+        aminian = 0.0
+    elif math.isfinite(lautum):
+        aminian = gibbs_generalization(mi, lautum, alpha * m)
+    else:
+        aminian = math.nan
+    return {
+        "mi_nats": mi,
+        "lautum_nats": lautum,
+        **_interval("gap", soft),
+        "gap_raw": float(np.mean(q @ losses.pool_risk) - np.mean(raw_train)),
+        **_interval("gap_sampled", sampled),
+        **_interval("gap_test", on_test),
+        "train_risk": float(np.mean(np.sum(q * losses.set_risks, axis=1))),
+        "xu_raginsky": xu_raginsky(mi, m, sigma=sigma),
+        "aminian_predicted": aminian,
+        # = aminian_predicted - gap_raw
+        "aminian_mc_term": float(q.mean(axis=0) @ (losses.set_risks.mean(axis=0) - losses.pool_risk)),
+    }
+
+
+def _test_fields(losses: _BankLosses, *, gate_sharpness: float, betas) -> dict:
+    """The test-data fields of :class:`BankResult`: selected expert, gates and the curve."""
+    from infomoe import accuracy_rate_curve, channel_information
+
+    K = losses.test.shape[1]
+    selected = int(np.argmin(losses.pool_risk))
+    gate = _confidence_gate(losses.test_proba, gate_sharpness)
+    oracle = _oracle_routing(losses.test, selected)
+    curve = accuracy_rate_curve(losses.test, base=2, **({} if betas is None else {"betas": betas}))
+    return {
+        "selected_expert": selected,
+        "selected_accuracy": float(1.0 - losses.test_risk[selected]),
         # the best single expert on the test data and oracle routing are the curve's two ends:
         # taken from it, so the table and the figure cannot disagree
-        best_test_expert=int(curve.best_expert), best_test_accuracy=float(1.0 - curve.d_max),
-        oracle_accuracy=float(1.0 - curve.d_min),
-        oracle_rate_bits=float(oracle_info.mutual_information),
-        gate_rate_bits=float(gate_info.mutual_information),
-        gate_accuracy=float(np.mean(np.sum(gate * (1.0 - test_loss), axis=1))),
-        gate_sharpness=gate_sharpness, curve=curve, confidence_level=cl, sigma=sigma, delta=delta)
+        "best_test_expert": int(curve.best_expert),
+        "best_test_accuracy": float(1.0 - curve.d_max),
+        "oracle_accuracy": float(1.0 - curve.d_min),
+        "oracle_rate_bits": float(channel_information(np.eye(K)[oracle], base=2).mutual_information),
+        "gate_rate_bits": float(channel_information(gate, base=2).mutual_information),
+        "gate_accuracy": float(np.mean(np.sum(gate * (1.0 - losses.test), axis=1))),
+        "curve": curve,
+    }
 
 
 def write_results(result: BankResult, out_dir="results", *, figures: bool = True) -> dict:
