@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 __all__ = [
+    "describe",
     "reject_masked",
     "as_float_array",
     "as_labels",
@@ -35,9 +36,63 @@ __all__ = [
 ROW_SUM_ATOL = 1e-6
 
 
-def _describe(x) -> str:
-    a = np.asarray(x) if not isinstance(x, np.ndarray) else x
-    return f"array of shape {a.shape} and dtype {a.dtype}"
+#: Longest string, and most list or tuple items, that :func:`describe` shows.
+DESCRIBE_TEXT = 40
+DESCRIBE_ITEMS = 4
+
+
+def describe(value) -> str:
+    """A short description of any value for an error message: never a huge or deep repr.
+
+    Scalars and short strings appear as they are; an array or tensor as its
+    type, shape and dtype; a list or tuple as its length and its first
+    :data:`DESCRIBE_ITEMS` items (each described without descending further).
+
+    Parameters
+    ----------
+    value : object
+        Anything, including foreign objects (torch tensors, JSON values).
+
+    Returns
+    -------
+    str
+        One line of at most a few hundred characters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> describe(None), describe(3), describe("abc"), describe(10**400)
+    ('None', '3', "str 'abc'", 'int of 401 digits')
+    >>> describe(np.zeros((2, 3), np.float32))
+    'ndarray of shape (2, 3) and dtype float32'
+    >>> describe((np.zeros(4, np.int64), None))
+    'a tuple of 2 items: (ndarray of shape (4,) and dtype int64, None)'
+    >>> describe([[1, 2], [3], 4, 5, 6])
+    'a list of 5 items: (a list of 2 items, a list of 1 item, 4, 5, ...)'
+    """
+    text = _describe_one(value)
+    if isinstance(value, (list, tuple)) and len(value):
+        items = ", ".join(_describe_one(v) for v in value[:DESCRIBE_ITEMS])
+        text += f": ({items}{', ...' if len(value) > DESCRIBE_ITEMS else ''})"
+    return text
+
+
+def _describe_one(value) -> str:
+    """:func:`describe` without the items of a list or tuple."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return repr(value)
+    if isinstance(value, numbers.Number):
+        text = repr(value)
+        return text if len(text) <= DESCRIBE_TEXT else f"{type(value).__name__} of {len(text)} digits"
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:DESCRIBE_TEXT])
+        return f"{type(value).__name__} {text}" + ("..." if len(value) > DESCRIBE_TEXT else "")
+    if isinstance(value, (list, tuple, dict)):
+        return f"a {type(value).__name__} of {len(value)} item{'' if len(value) == 1 else 's'}"
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    return f"a {type(value).__name__}"
 
 
 def reject_masked(x, name: str) -> None:
@@ -63,20 +118,20 @@ def as_float_array(x, name: str, *, ndim: Optional[int | Sequence[int]] = None,
     except Exception as exc:  # pragma: no cover - exotic objects
         raise TypeError(f"`{name}` could not be converted to an array: {exc}") from exc
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise TypeError(f"`{name}` must hold numbers, got {_describe(a)}.")
+        raise TypeError(f"`{name}` must hold numbers, got {describe(a)}.")
     if np.iscomplexobj(a):
-        raise TypeError(f"`{name}` must be real, got complex {_describe(a)}.")
+        raise TypeError(f"`{name}` must be real, got complex {describe(a)}.")
     a = a.astype(dtype, copy=False)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if a.ndim not in allowed:
             raise ValueError(
                 f"`{name}` must have {' or '.join(map(str, allowed))} dimension(s), "
-                f"got {_describe(a)}.")
+                f"got {describe(a)}.")
     if min_ndim is not None and a.ndim < min_ndim:
-        raise ValueError(f"`{name}` must have at least {min_ndim} dimension(s), got {_describe(a)}.")
+        raise ValueError(f"`{name}` must have at least {min_ndim} dimension(s), got {describe(a)}.")
     if not allow_empty and a.size == 0:
-        raise ValueError(f"`{name}` is empty ({_describe(a)}); at least one value is needed.")
+        raise ValueError(f"`{name}` is empty ({describe(a)}); at least one value is needed.")
     if finite and a.size and not np.all(np.isfinite(a)):
         bad = "NaN" if np.isnan(a).any() else "inf"
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
@@ -94,7 +149,7 @@ def as_labels(x, name: str, *, allow_empty: bool = False) -> np.ndarray:
     reject_masked(x, name)
     a = np.asarray(x)
     if a.ndim != 1:
-        raise ValueError(f"`{name}` must be 1-D (one label per sample), got {_describe(a)}.")
+        raise ValueError(f"`{name}` must be 1-D (one label per sample), got {describe(a)}.")
     if not allow_empty and a.size == 0:
         raise ValueError(f"`{name}` is empty; at least one sample is needed.")
     if a.dtype == bool:
@@ -108,7 +163,7 @@ def as_labels(x, name: str, *, allow_empty: bool = False) -> np.ndarray:
             raise TypeError(f"`{name}` must hold integer labels, got non-integer floats "
                             f"(e.g. {a[a != np.round(a)][0]!r}).")
     else:
-        raise TypeError(f"`{name}` must hold integer labels, got {_describe(a)}.")
+        raise TypeError(f"`{name}` must hold integer labels, got {describe(a)}.")
     if a.size and a.min() < 0:
         raise ValueError(f"`{name}` has negative label {int(a.min())}; labels must be >= 0 "
                          "(remap them, e.g. with np.unique(x, return_inverse=True)).")

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from infomoe._validate import describe
+
 __all__ = ["RouterAdapter", "RouterSignatureError", "RouterSite", "SUPPORTED_UPSTREAM", "upstream_versions"]
 
 _INT_RE = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
@@ -62,19 +64,6 @@ def upstream_versions() -> str:
 
 #: The upstream releases the built-in adapters are written and tested for (also in setup.cfg).
 SUPPORTED_UPSTREAM = "torch >=2.4,<3 (tested 2.13.0), transformers >=5.0,<6 (tested 5.24.0)"
-
-
-def _describe(x) -> str:
-    try:
-        import torch
-        if torch.is_tensor(x):
-            return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(x, (tuple, list)):
-        items = ", ".join(_describe(e) for e in x[:4]) + (", ..." if len(x) > 4 else "")
-        return f"a {type(x).__name__} of {len(x)}: ({items})"
-    return f"a {type(x).__name__}"
 
 
 class RouterSignatureError(TypeError):
@@ -204,20 +193,20 @@ class RouterAdapter:
             wanted = [i for i in (self.ids_index, self.weights_index, self.logits_index) if i is not None]
             if not isinstance(output, (tuple, list)) or len(output) <= max(wanted):
                 raise RouterSignatureError(
-                    self, module, f"returned {_describe(output)}, expected a tuple with the expert ids at "
+                    self, module, f"returned {describe(output)}, expected a tuple with the expert ids at "
                     f"[{self.ids_index}] and the gate weights at [{self.weights_index}]")
             ids = output[self.ids_index]
             weights = output[self.weights_index]
             logits = None if self.logits_index is None else output[self.logits_index]
         if not (torch.is_tensor(ids) and not ids.is_floating_point() and not ids.is_complex()
                 and ids.dtype != torch.bool):
-            raise RouterSignatureError(self, module, f"gave expert ids {_describe(ids)}, expected an integer "
+            raise RouterSignatureError(self, module, f"gave expert ids {describe(ids)}, expected an integer "
                                                      "tensor (tokens, k)")
         if not (torch.is_tensor(weights) and weights.is_floating_point()):
-            raise RouterSignatureError(self, module, f"gave gate weights {_describe(weights)}, expected a "
+            raise RouterSignatureError(self, module, f"gave gate weights {describe(weights)}, expected a "
                                                      "floating-point tensor (tokens, k)")
         if logits is not None and not (torch.is_tensor(logits) and logits.is_floating_point()):
-            raise RouterSignatureError(self, module, f"gave router logits {_describe(logits)}, expected a "
+            raise RouterSignatureError(self, module, f"gave router logits {describe(logits)}, expected a "
                                                      "floating-point tensor (tokens, experts)")
         return ids, weights, logits
 

@@ -23,7 +23,9 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-__all__ = ["ImportResult", "content_key", "check_int", "int_array", "describe", "staged_log_dir", "write_log",
+from infomoe._validate import describe
+
+__all__ = ["ImportResult", "content_key", "check_int", "int_array", "staged_log_dir", "write_log",
            "check_layer_ids", "check_num_experts", "MAX_LAYER_ID", "MAX_EXPERTS", "INT32_MAX", "INT64_MAX"]
 
 try:  # the log format's own limits (layer ids: 9-digit file keys; experts: tables analyses can allocate)
@@ -75,24 +77,6 @@ def content_key(*arrays) -> bytes:
         h.update(str((a.shape, a.dtype.str)).encode())
         h.update(a.tobytes())
     return h.digest()
-
-
-def describe(value) -> str:
-    """A short description of a foreign value for an error message (never a huge or deep repr)."""
-    if value is None or isinstance(value, (bool, np.bool_)):
-        return repr(value)
-    if isinstance(value, numbers.Number):
-        text = repr(value)
-        return text if len(text) <= 40 else f"{type(value).__name__} of {len(text)} digits"
-    if isinstance(value, (str, bytes)):
-        text = repr(value[:40])
-        return f"{type(value).__name__} {text}" + ("..." if len(value) > 40 else "")
-    if isinstance(value, (list, tuple, dict)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if shape is not None and dtype is not None:
-        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
-    return f"a {type(value).__name__}"
 
 
 def _is_tensor(x) -> bool:

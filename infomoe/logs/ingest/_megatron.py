@@ -32,6 +32,7 @@ from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
 
+from infomoe._validate import describe
 from infomoe.logs.ingest._common import (
     INT32_MAX,
     INT64_MAX,
@@ -40,7 +41,6 @@ from infomoe.logs.ingest._common import (
     check_int,
     check_num_experts,
     content_key,
-    describe,
     int_array,
     write_log,
 )

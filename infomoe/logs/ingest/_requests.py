@@ -26,13 +26,13 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from infomoe._validate import describe
 from infomoe.logs.ingest._common import (
     INT32_MAX,
     INT64_MAX,
     ImportResult,
     check_int,
     check_layer_ids,
-    describe,
     int_array,
     write_log,
 )

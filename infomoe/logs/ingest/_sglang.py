@@ -50,6 +50,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from infomoe._validate import describe
 from infomoe.logs.ingest._common import (
     INT32_MAX,
     INT64_MAX,
@@ -59,7 +60,6 @@ from infomoe.logs.ingest._common import (
     check_int,
     check_num_experts,
     content_key,
-    describe,
     int_array,
     write_log,
 )

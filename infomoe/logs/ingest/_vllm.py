@@ -22,12 +22,12 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from infomoe._validate import describe
 from infomoe.logs.ingest._common import (
     INT32_MAX,
     ImportResult,
     check_int,
     check_num_experts,
-    describe,
     int_array,
 )
 from infomoe.logs.ingest._requests import (Request, clean_ids, moe_layer_axis, per_request, request_ids_and_labels,

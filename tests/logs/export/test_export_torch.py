@@ -228,7 +228,7 @@ def test_bad_inputs(tmp_path):
         RoutingRecorder(model, tmp_path / "a")
     bad = RouterAdapter("bad", ("ToyRouter",), ids_index=0, weights_index=1)   # logits read as ids
     before = _hook_count(model)
-    with pytest.raises(TypeError, match="gave expert ids a torch.float32 tensor of shape \\(4, 5\\)"):
+    with pytest.raises(TypeError, match="gave expert ids Tensor of shape \\(4, 5\\) and dtype torch.float32"):
         with RoutingRecorder(model, tmp_path / "b", adapter=bad), torch.no_grad():
             model(torch.randint(0, 20, (1, 4)))
     assert _hook_count(model) == before
@@ -362,8 +362,8 @@ class _FloatIdsRouter(ToyRouter):
 
 
 @pytest.mark.parametrize("router_cls,what", [
-    (_TwoTupleRouter, "returned a tuple of 2"),
-    (_FloatIdsRouter, "expert ids a torch.float32 tensor"),
+    (_TwoTupleRouter, "returned a tuple of 2 items: (Tensor of shape (3, 5) and dtype torch.float32, "),
+    (_FloatIdsRouter, "expert ids Tensor of shape (3, 2) and dtype torch.float32"),
 ])
 def test_unknown_router_signature_names_versions(router_cls, what, tmp_path):
     from importlib import metadata

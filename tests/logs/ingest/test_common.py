@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infomoe.logs.ingest._common import check_int, describe, int_array, staged_log_dir
+from infomoe._validate import describe
+from infomoe.logs.ingest._common import check_int, int_array, staged_log_dir
 
 
 @pytest.mark.parametrize("value", [3, np.int8(3), np.uint64(3), np.array(3, np.int32)])
@@ -66,7 +67,7 @@ def test_describe_is_short_for_any_value():
     deep = []
     for _ in range(100000):                                       # repr() of this raises RecursionError
         deep = [deep]
-    assert describe(deep) == "a list of 1 items"
+    assert describe(deep) == "a list of 1 item: (a list of 1 item)"
     assert describe(10**400) == "int of 401 digits"
     assert len(describe("x" * 10**6)) < 60
 

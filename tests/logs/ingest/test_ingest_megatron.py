@@ -294,7 +294,7 @@ def test_a_bad_field_is_refused_naming_file_line_and_field(tmp_path, changes, er
      TypeError, r"rank0.jsonl:1: 'top_indices' must hold integers, found inf"),
     (b'{"step": 0, "layer": 0, "rank": 0, "top_indices": [[0, 1e400]]}\n',
      TypeError, r"rank0.jsonl:1: 'top_indices' must hold integers, found inf"),
-    (b'[0, 1]\n', ValueError, r"rank0.jsonl:1: a router-trace record must be a JSON object, got a list of 2 items"),
+    (b'[0, 1]\n', ValueError, r"rank0.jsonl:1: a router-trace record must be a JSON object, got a list of 2 items: \(0, 1\)"),
     (b'{"step": 0, "layer": 0, "top_indices": [[0, 1]]}\n', ValueError, r"rank0.jsonl:1: record has no 'rank' field"),
 ])
 def test_corrupt_text_is_refused_naming_file_and_line(tmp_path, text, error, match):
