@@ -34,7 +34,7 @@ import numpy as np
 
 from infomoe._repr import json_ready
 
-__all__ = ["FULL", "QUICK", "DemoSettings", "coactivation", "run_router_demo", "stdlib_corpus"]
+__all__ = ["FULL", "QUICK", "DemoSettings", "run_router_demo", "stdlib_corpus"]
 
 
 @dataclass(frozen=True)
@@ -158,49 +158,57 @@ def _held_out(test: np.ndarray, n: int, seq_len: int) -> np.ndarray:
 
 # -- analysis helpers -----------------------------------------------------------------------
 
-def coactivation(ids: np.ndarray, num_experts: int) -> dict:
-    """How often two experts are chosen together for one token, against independent choice.
+def _layer_coactivation(report, layer: int) -> dict:
+    """Co-activation of one layer of a routing report: pair fractions and lift against the loads.
+
+    The pair counts are the report's ``coactivation`` tables and the lift is
+    :func:`infomoe.plot._logs.coactivation_lift`, the one definition of it
+    (:func:`infomoe.plot.coactivation_heatmap` draws the same numbers).
 
     Parameters
     ----------
-    ids : ndarray of int (tokens, k)
-        Expert ids of one layer (-1 = dropped, ignored).
-    num_experts : int
+    report : LogReport
+        From :func:`infomoe.logs.analyze_log`.
+    layer : int
+        Layer id.
 
     Returns
     -------
     dict
-        ``pair_fraction`` (E, E): fraction of tokens choosing both ``i`` and
-        ``j`` (the diagonal: choosing ``i``); ``lift`` (E, E): that fraction
-        over ``f_i f_j`` (1 = as often as independent choices would; NaN on
-        the diagonal, where it is not defined);
-        ``max_lift`` and ``top_pair`` (the off-diagonal pair with the largest lift).
+        ``coactivation_pair_fraction`` (E, E): fraction of the report's
+        tokens choosing both ``i`` and ``j`` (the diagonal: choosing ``i``);
+        ``coactivation_lift`` (E, E): the pair's count over the count
+        expected if each token's experts were drawn independently with these
+        loads (1 under uniformly random top-k routing; NaN on the diagonal);
+        ``coactivation_max_lift`` and ``coactivation_top_pair``: the largest
+        off-diagonal lift and its pair (``None`` when no token chose two
+        experts, e.g. top-1).
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from infomoe._router_demo import coactivation
-    >>> c = coactivation(np.array([[0, 1], [0, 1], [2, 3], [2, 3]]), 4)
-    >>> c["top_pair"], round(c["max_lift"], 3)
-    ((0, 1), 2.0)
+    >>> import numpy as np, os, tempfile
+    >>> from infomoe.logs import analyze_log, write_log
+    >>> from infomoe._router_demo import _layer_coactivation
+    >>> ids = np.array([[0, 1], [2, 3]] * 50)[:, None, :]   # 0 always with 1, 2 with 3
+    >>> r = analyze_log(write_log(os.path.join(tempfile.mkdtemp(), "l"), ids, num_experts=4), intervals=False)
+    >>> c = _layer_coactivation(r, 0)
+    >>> c["coactivation_top_pair"], round(c["coactivation_max_lift"], 3)   # E - 1 for a fixed pairing
+    ((0, 1), 3.0)
     """
-    ids = np.asarray(ids)
-    n = ids.shape[0]
-    if n == 0:
-        raise ValueError("`ids` has no tokens")
-    onehot = np.zeros((n, num_experts), dtype=np.float64)
-    rows = np.repeat(np.arange(n), ids.shape[1])
-    flat = ids.reshape(-1)
-    ok = flat >= 0
-    onehot[rows[ok], flat[ok]] = 1.0
-    pair = onehot.T @ onehot / n
-    f = np.diag(pair)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lift = np.where(np.outer(f, f) > 0, pair / np.outer(f, f), 0.0)
-    np.fill_diagonal(lift, np.nan)  # a token chooses an expert once: no lift of a pair (i, i)
-    off = np.where(np.isnan(lift), -np.inf, lift)
-    i, j = np.unravel_index(int(np.argmax(off)), off.shape)
-    return {"pair_fraction": pair, "lift": lift, "max_lift": float(off[i, j]), "top_pair": (int(i), int(j))}
+    from infomoe.plot._logs import coactivation_lift
+
+    lift = coactivation_lift(report, layer)  # validates report and layer
+    i = [int(v) for v in report.layer_ids].index(layer)
+    n = int(report.num_tokens)
+    pair = np.asarray(report.coactivation[i], dtype=np.float64) / n
+    np.fill_diagonal(pair, np.asarray(report.load[i], dtype=np.float64) / n)
+    if np.isnan(lift).all():
+        top, top_lift = None, None
+    else:
+        a, b = np.unravel_index(int(np.nanargmax(lift)), lift.shape)
+        top, top_lift = (int(a), int(b)), float(lift[a, b])
+    return {"coactivation_pair_fraction": pair, "coactivation_lift": lift, "coactivation_max_lift": top_lift,
+            "coactivation_top_pair": top}
 
 
 def _soft_gate_information(logits: np.ndarray) -> float:
@@ -320,18 +328,12 @@ def _figures(out: str, res: dict, report, curve, saturation) -> dict:
     ax.legend(fontsize="small")
     paths["report_information"] = _save(fig, os.path.join(out, "report_information.png"))
 
-    n = len(res["layers"])
-    fig = Figure(figsize=(3.0 * n, 3.2))
-    axes = np.atleast_1d(fig.subplots(1, n))
-    for ax, row in zip(axes, res["layers"]):
-        lift = np.array([[np.nan if v is None else v for v in r] for r in row["coactivation_lift"]], dtype=float)
-        im = ax.imshow(np.ma.masked_invalid(lift), cmap="RdBu_r", vmin=0, vmax=2.0)
-        ax.set_title(f"layer {row['layer_id']}: co-activation lift", fontsize="small")
-        ax.set_xlabel("expert")
-        ax.set_ylabel("expert")
-    fig.colorbar(im, ax=list(axes), shrink=0.8, label="P(i, j) / (P(i) P(j)); 1 = independent, capped at 2")
-    fig.savefig(os.path.join(out, "coactivation.png"), dpi=120)
-    paths["coactivation"] = os.path.join(out, "coactivation.png")
+    multi = [int(lid) for lid, k in zip(report.layer_ids, report.top_k) if k >= 2]
+    if multi:  # co-activation needs two experts per token
+        fig = Figure(figsize=(3.8 * len(multi), 3.4))
+        for ax, lid in zip(np.atleast_1d(fig.subplots(1, len(multi))), multi):
+            plot.coactivation_heatmap(report, layer=lid, ax=ax)
+        paths["coactivation"] = _save(fig, os.path.join(out, "coactivation.png"))
 
     if saturation is not None:
         fig = Figure(figsize=(6.4, 4.2))
@@ -455,22 +457,18 @@ def run_router_demo(out: str, *, settings: DemoSettings = FULL, seed: int = 0, p
     report = analyze_log(final_log)
     echo("")
     echo(report.format_table())
-    data = open_log(final_log).read(columns=["expert_ids", "router_logits"])
-    layers = []
-    for lid in sorted(data["expert_ids"]):
-        co = coactivation(np.asarray(data["expert_ids"][lid]), s.experts)
-        layers.append({"layer_id": int(lid),
-                       "soft_gate_information": _soft_gate_information(data["router_logits"][lid]),
-                       "coactivation_pair_fraction": co["pair_fraction"], "coactivation_lift": co["lift"],
-                       "coactivation_max_lift": co["max_lift"], "coactivation_top_pair": co["top_pair"]})
+    logits = open_log(final_log).read(columns=["router_logits"])["router_logits"]
+    layers = [{"layer_id": lid, "soft_gate_information": _soft_gate_information(logits[lid]),
+               **_layer_coactivation(report, lid)} for lid in (int(v) for v in report.layer_ids)]
     echo("")
     echo(f"soft gate and co-activation ({report.num_tokens} held-out tokens; I in bits, at most "
          f"log2 {s.experts} = {math.log2(s.experts):.2f})")
     echo(f"{'layer':>5} {'I(X;T) soft':>11} {'max lift':>8} {'top pair':>8}")
     for r in layers:
-        echo(f"{r['layer_id']:>5} {r['soft_gate_information']:>11.3f} {r['coactivation_max_lift']:>8.2f} "
-             f"{r['coactivation_top_pair']!s:>8}")
-    echo("  lift = P(i and j chosen together) / (P(i) P(j)); 1 = as if chosen independently")
+        lift = "-" if r["coactivation_max_lift"] is None else f"{r['coactivation_max_lift']:.2f}"
+        echo(f"{r['layer_id']:>5} {r['soft_gate_information']:>11.3f} {lift:>8} {r['coactivation_top_pair']!s:>8}")
+    echo("  lift = tokens choosing i and j together / the count if each token's experts were drawn "
+         "independently with these loads; 1 = independent (uniformly random top-k routing)")
 
     # router saturation across the checkpoints
     saturation, sat_json, sat_error = None, None, None
