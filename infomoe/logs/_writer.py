@@ -35,6 +35,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from infomoe import __version__
+from infomoe._validate import check_choice
 from infomoe.logs._manifest import (
     CHECKSUMS,
     MANIFEST_NAME,
@@ -465,6 +466,21 @@ physical_to_logical, metadata
         """
         self._check_open()
         m = self._manifest
+        n, columns, arrays = self._token_arrays(expert_ids, gate_weights=gate_weights, router_logits=router_logits,
+                                                seq_id=seq_id, position=position, valid=valid, token_id=token_id,
+                                                label=label, step=step, rank=rank)
+        if m.columns and set(columns) != set(m.columns):
+            missing = sorted(set(m.columns) - set(columns))
+            extra = sorted(set(columns) - set(m.columns))
+            raise ValueError("every token shard must have the same columns as the first: "
+                             f"missing {missing}, unexpected {extra}.")
+        new_manifest = m if m.columns else dataclasses.replace(m, columns=columns)
+        return self._commit(new_manifest, "tokens", n, arrays)
+
+    def _token_arrays(self, expert_ids, *, gate_weights, router_logits, seq_id, position, valid, token_id,
+                      label, step, rank):
+        """The checked arrays of :meth:`append` (``"column.layer"`` keys) and the dtypes they are stored in."""
+        m = self._manifest
         ids = _per_layer(expert_ids, "expert_ids", m.layers, lambda s: s.top_k)
         n = next(iter(ids.values())).shape[0]
         if n == 0:
@@ -529,14 +545,7 @@ physical_to_logical, metadata
                 continue
             arrays[name] = _checked_int_column(a, name)
             columns[name] = arrays[name].dtype.str
-
-        if m.columns and set(columns) != set(m.columns):
-            missing = sorted(set(m.columns) - set(columns))
-            extra = sorted(set(columns) - set(m.columns))
-            raise ValueError("every token shard must have the same columns as the first: "
-                             f"missing {missing}, unexpected {extra}.")
-        new_manifest = m if m.columns else dataclasses.replace(m, columns=columns)
-        return self._commit(new_manifest, "tokens", n, arrays)
+        return n, columns, arrays
 
     def append_counts(self, counts, *, step=None, rank=None) -> int:
         """Commit one aggregate-only count record; return its shard index.
@@ -715,7 +724,7 @@ physical_to_logical, metadata
 def write_log(path, expert_ids, *, source: str = "arrays", layers=None, num_experts=None,
               gate_weights=None, router_logits=None, seq_id=None, position=None, valid=None,
               token_id=None, label=None, step=None, rank=None, shard_tokens: int = 1 << 20,
-              **writer_kwargs):
+              mode: str = "ids", count_options: Optional[dict] = None, **writer_kwargs):
     """Write arrays from any framework (NumPy, JAX, torch) as a routing log in one call.
 
     Parameters
@@ -736,7 +745,16 @@ def write_log(path, expert_ids, *, source: str = "arrays", layers=None, num_expe
     gate_weights, router_logits, seq_id, position, valid, token_id, label, step, rank
         As in :meth:`LogWriter.append`.
     shard_tokens : int, default 2**20
-        Tokens per shard.
+        Tokens per shard (in counts mode: per counted slice).
+    mode : {"ids", "counts"}, default "ids"
+        ``"ids"`` writes token shards.  ``"counts"`` writes only the count
+        tables of the report (one ``"tables"`` record, see
+        :meth:`LogWriter.append_tables`), counted from the same checked
+        arrays: its report equals that of the ``"ids"`` log.
+    count_options : dict, optional
+        Counts mode: settings of the tables, as for
+        :meth:`CountSpec.from_manifest` (``token_buckets``, ``position_edges``,
+        ``label_buckets``, ``max_set_alphabet``, ``groups``).
     **writer_kwargs
         Passed to :class:`LogWriter` (``model_id``, ``score_function``...).
 
@@ -813,8 +831,37 @@ def write_log(path, expert_ids, *, source: str = "arrays", layers=None, num_expe
 
     if n == 0:
         raise ValueError("`expert_ids` has no tokens (N = 0); nothing to write.")
+    check_choice(mode, "mode", ("ids", "counts"))
+    if count_options is not None and mode != "counts":
+        raise ValueError('`count_options` applies to mode="counts" only.')
     with LogWriter(path, source=source, layers=layers, **writer_kwargs) as w:
-        for a in range(0, n, shard_tokens):
-            b = min(n, a + shard_tokens)
-            w.append(_slice(data, a, b), **{k: _slice(v, a, b) for k, v in extras.items()})
+        if mode == "counts":
+            _write_tables(w, n, shard_tokens, count_options,
+                          lambda a, b: w._token_arrays(_slice(data, a, b),
+                                                       **{k: _slice(v, a, b) for k, v in extras.items()})[2])
+        else:
+            for a in range(0, n, shard_tokens):
+                b = min(n, a + shard_tokens)
+                w.append(_slice(data, a, b), **{k: _slice(v, a, b) for k, v in extras.items()})
     return open_log(path)
+
+
+def _write_tables(writer: LogWriter, n: int, step: int, count_options, arrays_of) -> None:
+    """Count tokens ``[0, n)`` slice by slice (``arrays_of(a, b)``: checked arrays) into one tables record."""
+    from infomoe.logs._tables import CountSpec, _Accumulator
+
+    spec = CountSpec.from_manifest(writer.manifest, **dict(count_options or {}))
+    acc = _Accumulator(spec)
+    for a in range(0, n, step):
+        chunk: dict = {"offset": a}
+        for key, arr in arrays_of(a, min(n, a + step)).items():
+            col, _, lid = key.partition(".")
+            if lid:
+                chunk.setdefault(col, {})[int(lid)] = arr
+            else:
+                chunk[col] = arr
+        acc.count(chunk)
+    tables = acc.result()
+    if not tables.tokens:
+        raise ValueError("every token is padding (`valid` is all False); there is nothing to count.")
+    writer.append_tables(tables, spec)

@@ -134,3 +134,41 @@ def test_manifest_refuses_odd_tables_files(rich, tmp_path):
     json.dump(m, open(mpath, "w"))
     with pytest.raises(LogFormatError, match="has no 'spec' file"):
         open_log(p)
+
+
+@pytest.mark.parametrize("with_seq_id", [True, False])
+def test_write_log_counts_mode_reports_what_the_token_log_reports(rich_routing, tmp_path, with_seq_id):
+    d = rich_routing(np.random.default_rng(5), 2000)
+    cols = dict(num_experts=6, router_logits=d["logits"].astype(np.float16), token_id=d["tok"], position=d["pos"],
+                label=d["lab"], valid=d["valid"], shard_tokens=300)
+    if with_seq_id:
+        cols["seq_id"] = np.repeat(np.arange(40), 50)
+    a = write_log(tmp_path / "ids", d["ids"], **cols)
+    b = write_log(tmp_path / "counts", d["ids"], mode="counts", **cols)
+    assert [s.kind for s in b.shards] == ["tables"] and b.shards[0].rows == int(d["valid"].sum())
+    # same slices counted in the same order: equal to the last bit, block groups (no seq_id) included
+    assert analyze_log(a).to_json() == analyze_log(b).to_json()
+
+
+def test_write_log_counts_mode_errors(tmp_path):
+    ids = np.zeros((4, 1, 1), np.int64)
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        write_log(tmp_path / "a", ids, mode="tables")
+    with pytest.raises(ValueError, match='applies to mode="counts" only'):
+        write_log(tmp_path / "b", ids, count_options={"groups": 4})
+    with pytest.raises(ValueError, match="every token is padding"):
+        write_log(tmp_path / "c", ids, mode="counts", valid=np.zeros(4, bool))
+    with pytest.raises(ValueError, match="ids must lie in"):  # the checks of append apply
+        write_log(tmp_path / "d", ids + 5, num_experts=2, mode="counts")
+
+
+def test_write_intermediates_counts_mode(tmp_path):
+    from infomoe.logs.export import write_intermediates
+
+    rng = np.random.default_rng(0)
+    tree = {f"layers_{l}": {"idx": rng.integers(0, 4, (500, 2))} for l in range(2)}
+    a = write_intermediates(tmp_path / "a", tree, ids="idx", num_experts=4)
+    b = write_intermediates(tmp_path / "b", tree, ids="idx", num_experts=4, mode="counts",
+                            count_options={"groups": 16})
+    assert b.shards[0].kind == "tables" and analyze_log(b).groups <= 16
+    np.testing.assert_array_equal(b.counts(1), a.counts(1))

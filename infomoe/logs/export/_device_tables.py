@@ -39,39 +39,44 @@ __all__ = ["DeviceTables", "DENSE_CELLS", "SPARSE_BUFFER", "MAX_CELL_COUNT"]
 #: Per-group tables with at most this many cells are kept dense on the device (int32: 16 MiB).
 DENSE_CELLS = 1 << 22
 
-#: Cell keys a sparse table buffers on the device before merging them (int64: 32 MiB).
-SPARSE_BUFFER = 1 << 22
+#: Cell keys a sparse table buffers on the device before merging them (int64: 8 MiB).
+SPARSE_BUFFER = 1 << 20
 
 #: Largest count a dense int32 cell may reach; the recorder flushes before it could.
 MAX_CELL_COUNT = (1 << 31) - 1
 
 
 class _GroupedTable:
-    """A ``(groups, rows, cols)`` count table on the device: dense, or sparse cell keys."""
+    """A ``(groups, rows, cols)`` count table on the device: dense, or sparse cell keys.
 
-    def __init__(self, shape, device):
+    Rows and columns carry ``pad_rows``/``pad_cols`` sentinel values past the
+    table (``rows, rows + 1, ...``: a dropped choice, a padding token, a
+    bucket not counted), so an update is one key computation and one
+    ``index_add_``, with no mask; the sentinel cells are cut off on the host.
+    """
+
+    def __init__(self, shape, pad_rows: int, pad_cols: int, device):
         import torch
 
         self.shape = tuple(int(v) for v in shape)
-        self.cells = math.prod(self.shape)
-        self.dense = self.cells <= DENSE_CELLS
-        if self.dense:  # the last cell takes what is not counted
-            self.table = torch.zeros(self.cells + 1, dtype=torch.int32, device=device)
+        G, R, C = self.shape
+        self.padded = (G, R + pad_rows, C + pad_cols)
+        self.dense = math.prod(self.shape) <= DENSE_CELLS
+        if self.dense:
+            self.table = torch.zeros(math.prod(self.padded), dtype=torch.int32, device=device)
         else:
             self.buffer = torch.empty(SPARSE_BUFFER, dtype=torch.int64, device=device)
             self.fill = 0
             self.keys = torch.zeros(0, dtype=torch.int64, device=device)
             self.counts = torch.zeros(0, dtype=torch.int64, device=device)
 
-    def add(self, key, keep) -> None:
-        """Count cell ``key[i]`` wherever ``keep[i]`` (int64 keys, bool mask, same shape)."""
-        import torch
-
+    def add(self, group, row, col, ones) -> None:
+        """Count the cells ``(group[i], row[i], col[i])`` (int64 tensors; `ones` as long, int32)."""
+        _, R, C = self.padded
+        key = (group * R + row) * C + col
         if self.dense:
-            key = torch.where(keep, key, self.cells)
-            self.table.index_add_(0, key, torch.ones_like(key, dtype=torch.int32))
+            self.table.index_add_(0, key, ones[:key.numel()])
             return
-        key = torch.where(keep, key, -1)
         m = key.numel()
         if self.fill + m > self.buffer.numel():
             self._compact()
@@ -85,9 +90,8 @@ class _GroupedTable:
         import torch
 
         u, c = torch.unique(key, return_counts=True)
-        keep = u >= 0
-        keys = torch.cat([self.keys, u[keep]])
-        counts = torch.cat([self.counts, c[keep]])
+        keys = torch.cat([self.keys, u])
+        counts = torch.cat([self.counts, c])
         self.keys, inv = torch.unique(keys, return_inverse=True)
         self.counts = torch.zeros_like(self.keys).index_add_(0, inv, counts)
 
@@ -97,15 +101,21 @@ class _GroupedTable:
             self.fill = 0
 
     def to_host(self):
+        """The counted cells as :class:`~infomoe.logs._uncertainty.GroupedCounts` (sentinels cut off)."""
         from infomoe.logs._uncertainty import GroupedCounts
 
+        G, R, C = self.shape
+        _, Rp, Cp = self.padded
         if self.dense:
-            t = self.table[:-1].cpu().numpy()
+            t = self.table.cpu().numpy().reshape(self.padded)[:, :R, :C].reshape(-1)
             nz = np.flatnonzero(t)
             return GroupedCounts(self.shape, nz.astype(np.int64), t[nz].astype(np.int64))
         self._compact()
-        return GroupedCounts(self.shape, self.keys.cpu().numpy().astype(np.int64),
-                             self.counts.cpu().numpy().astype(np.int64))
+        keys, counts = self.keys.cpu().numpy(), self.counts.cpu().numpy()
+        g, r, c = keys // (Rp * Cp), keys // Cp % Rp, keys % Cp
+        keep = (r < R) & (c < C) & (counts > 0)
+        return GroupedCounts(self.shape, ((g * R + r) * C + c)[keep].astype(np.int64),
+                             counts[keep].astype(np.int64))
 
 
 class DeviceTables:
@@ -117,6 +127,16 @@ class DeviceTables:
         What to count (the layers, in the order :meth:`add` receives them).
     device : torch.device or str
         Where the tables live (the model's device).
+
+    Attributes
+    ----------
+    tokens_added : int
+        Tokens (padding included) added since the last :meth:`result`.
+    max_tokens : int
+        Most tokens between two results (int32 cells).
+    nbytes, flushed_nbytes : int
+        Device memory the tables hold now, and held at the last result
+        (about 35 MiB per layer of 32 experts, top-4, with the defaults).
 
     Notes
     -----
@@ -156,6 +176,8 @@ class DeviceTables:
         self._edges = torch.as_tensor(spec.position_edges, dtype=torch.int64, device=self.device)
         self._comb = [torch.as_tensor(_comb_table(s.num_experts, s.top_k), device=self.device)
                       if spec.counts_sets(i) else None for i, s in enumerate(spec.layers)]
+        self._ones_cache: dict = {}
+        self.flushed_nbytes = 0
         self._reset()
 
     # -- state --------------------------------------------------------------
@@ -178,11 +200,35 @@ class DeviceTables:
         self._grouped = {name: [None] * L for name in ("token", "position", "label", "sets", "token_set")}
         self._grouped["transition"] = [None] * max(L - 1, 0)
 
-    def _table(self, name: str, i: int, rows: int, cols: int) -> _GroupedTable:
+    def _table(self, name: str, i: int, rows: int, cols: int, pad_rows: int, pad_cols: int) -> _GroupedTable:
         t = self._grouped[name][i]
         if t is None:
-            t = self._grouped[name][i] = _GroupedTable((self.spec.groups, rows, cols), self.device)
+            t = self._grouped[name][i] = _GroupedTable((self.spec.groups, rows, cols), pad_rows, pad_cols,
+                                                       self.device)
         return t
+
+    def _ones(self, m: int, dtype):
+        """A cached tensor of at least `m` ones (int32 for dense tables, int64 for the small ones)."""
+        import torch
+
+        cur = self._ones_cache.get(dtype)
+        if cur is None or cur.numel() < m:
+            cur = self._ones_cache[dtype] = torch.ones(max(m, 1 << 16), dtype=dtype, device=self.device)
+        return cur[:m]
+
+    @property
+    def nbytes(self) -> int:
+        """Device memory held by the tables (they are allocated at the first :meth:`add`)."""
+        tensors = [self._tokens, self._group_tokens, self._dropping, self._incomplete, *self._load, *self._coact]
+        tensors += [t for t in self._prob + self._ent + self._logit_tokens if t is not None]
+        total = sum(t.numel() * t.element_size() for t in tensors)
+        for ts in self._grouped.values():
+            for t in ts:
+                if t is None:
+                    continue
+                parts = [t.table] if t.dense else [t.buffer, t.keys, t.counts]
+                total += sum(p.numel() * p.element_size() for p in parts)
+        return int(total)
 
     # -- counting -----------------------------------------------------------
     def add(self, expert_ids: Sequence, *, groups, valid=None, token_id=None, position=None, label=None,
@@ -215,7 +261,7 @@ class DeviceTables:
         self._tokens += n_valid
         self._seq_tokens += n_valid
         grp = groups.to(torch.int64)
-        self._group_tokens.index_add_(0, torch.where(valid, grp, G), torch.ones_like(grp))
+        self._group_tokens.index_add_(0, torch.where(valid, grp, G), self._ones(n, torch.int64))
 
         def buckets(v, k, folded):
             v = v.to(torch.int64)
@@ -245,26 +291,23 @@ class DeviceTables:
             et = torch.where(e.T < 0, E, e.T)
             et = torch.where(valid[None, :], et, E + 1).contiguous()  # (k, n): E dropped, E + 1 invalid
             flat = et.reshape(-1)
-            self._load[i].index_add_(0, flat, torch.ones_like(flat))
+            ones = self._ones(flat.numel(), torch.int32)
+            self._load[i].index_add_(0, flat, self._ones(flat.numel(), torch.int64))
             self._dropping[i] += ((e < 0).any(dim=1) & valid).sum()
-            routed = flat < E
             gflat = grp.repeat(k)
             for name, x, kx in (("token", tok, spec.token_buckets), ("position", pos, len(spec.position_edges)),
                                 ("label", lab, spec.label_buckets)):
-                if x is not None:
-                    xt = x.repeat(k)
-                    self._table(name, i, kx, E).add((gflat * kx + xt) * E + flat, routed & (xt < kx))
+                if x is not None:  # row kx: not counted (negative id or label, position before the first edge)
+                    self._table(name, i, kx, E, 1, 2).add(gflat, x.repeat(k), flat, ones)
             if prev is not None:
                 pE, pk, pet = prev
-                table = self._table("transition", i - 1, pE, E)
+                table = self._table("transition", i - 1, pE, E, 2, 2)
                 for j in range(pk):
-                    xt = pet[j].repeat(k)
-                    table.add((gflat * pE + xt) * E + flat, routed & (xt < pE))
+                    table.add(gflat, pet[j].repeat(k), flat, ones)
             prev = (E, k, et)
             for a in range(k):
                 for b in range(a + 1, k):
-                    pair = et[a] * (E + 2) + et[b]
-                    self._coact[i].index_add_(0, pair, torch.ones_like(pair))
+                    self._coact[i].index_add_(0, et[a] * (E + 2) + et[b], self._ones(n, torch.int64))
             if self._comb[i] is not None:
                 self._count_sets(i, e, k, grp, valid, tok)
             lg = None if router_logits is None else router_logits[i]
@@ -286,10 +329,11 @@ class DeviceTables:
         for j in range(1, k):
             rank = rank + ct[j][safe[:, j]]
         self._incomplete[i] += valid.sum() - ok.sum()
-        self._table("sets", i, 1, C).add(grp * C + rank, ok)
+        rank = torch.where(ok, rank, C)  # column C: not a complete set of a counted token
+        ones = self._ones(rank.numel(), torch.int32)
+        self._table("sets", i, 1, C, 0, 1).add(grp, torch.zeros_like(grp), rank, ones)
         if tok is not None and k >= 2:  # for k = 1 the set is the expert: I(token; E) already
-            TB = spec.token_buckets
-            self._table("token_set", i, TB, C).add((grp * TB + tok) * C + rank, ok & (tok < TB))
+            self._table("token_set", i, spec.token_buckets, C, 1, 1).add(grp, tok, rank, ones)
 
     def _count_gate(self, i, logits, grp, valid) -> None:
         """Sums of the soft gate and its entropy, as :func:`~infomoe.logs._tables._gate_stats` computes them."""
@@ -313,14 +357,14 @@ class DeviceTables:
         ssum = w.sum(dim=1, keepdim=True)
         undefined |= ~(ssum[:, 0] > 0)
         p = w / ssum
-        pz = torch.where(p > 0, p * torch.where(torch.isfinite(logw), logw, 0.0), 0.0)
+        pz = torch.nan_to_num_(p * logw, nan=0.0)  # 0 log 0 = 0: NaN only where p = 0 and log w = -inf
         h = torch.log(ssum[:, 0]) - pz.sum(dim=1)
         p, h, undefined = p.to(self.device), h.to(self.device), undefined.to(self.device)
         self._bad_gate[i] += (undefined & valid).sum()
         g = torch.where(valid & ~undefined, grp, G)
         self._prob[i].index_add_(0, g, p)
         self._ent[i].index_add_(0, g, h)
-        self._logit_tokens[i].index_add_(0, g, torch.ones_like(g))
+        self._logit_tokens[i].index_add_(0, g, self._ones(g.numel(), torch.int64))
 
     # -- result -------------------------------------------------------------
     def result(self) -> LogTables:
@@ -334,6 +378,7 @@ class DeviceTables:
             all ``-inf``); the tables are discarded.
         """
         spec = self.spec
+        self.flushed_nbytes = self.nbytes  # what the tables held, for memory reports after the flush
         host = lambda t: t.cpu().numpy()  # noqa: E731
         bad_ids, bad_gate = host(self._bad_ids), host(self._bad_gate)
         try:

@@ -227,8 +227,11 @@ def write_intermediates(path, tree, *, ids, num_experts, weights=None, logits=No
         Manifest ``source`` (default ``"flax"``).
     **kwargs
         Per-token columns (``seq_id``, ``position``, ``valid``, ``token_id``,
-        ``label``, ``step``, ``rank``; numpy, JAX or torch) and manifest
-        options, forwarded to :func:`~infomoe.logs.write_log`.
+        ``label``, ``step``, ``rank``; numpy, JAX or torch), manifest
+        options, and ``mode="counts"`` (with ``count_options``) to write
+        only the report's count tables, forwarded to
+        :func:`~infomoe.logs.write_log`.  Counts mode counts on the host,
+        where the captured arrays already are.
 
     Returns
     -------

@@ -29,12 +29,13 @@ def _device_count(spec, chunks):
     dev = DeviceTables(spec, "cpu")
     for c in chunks:
         n = c["valid"].shape[0]
-        t = lambda a: torch.as_tensor(np.asarray(a))  # noqa: E731
+        t = lambda a: None if a is None else torch.as_tensor(np.asarray(a))  # noqa: E731
         lids = [s.layer_id for s in spec.layers]
+        lg = c["router_logits"]
         dev.add([t(c["expert_ids"][l]) for l in lids],
                 groups=t(token_groups(c, n, spec.groups).astype(np.int64)), valid=t(c["valid"]),
                 token_id=t(c["token_id"]), position=t(c["position"]), label=t(c["label"]),
-                router_logits=[t(c["router_logits"][l]) for l in lids])
+                router_logits=None if lg is None else [t(lg[l]) for l in lids])
     return dev.result()
 
 
@@ -74,10 +75,17 @@ def test_device_tables_start_afresh_after_each_result(rich_routing, assert_table
     seq = np.repeat(np.arange(12), 50)
     spec = _spec()
     dev = DeviceTables(spec, "cpu")
-    first = _device_count(spec, _chunks(d, (300,), seq))
-    assert dev.tokens_added == 0
-    again = _device_count(spec, _chunks(d, (300,), seq))
-    assert_tables_equal(first, again)
+    before = dev.nbytes
+    for _ in range(2):
+        c = next(_chunks(d, (300,), seq))
+        t = lambda a: torch.as_tensor(np.asarray(a))  # noqa: E731
+        dev.add([t(c["expert_ids"][l]) for l in range(3)], groups=t(token_groups(c, 300, 64).astype(np.int64)),
+                valid=t(c["valid"]), token_id=t(c["token_id"]))
+        assert dev.tokens_added == 300 and dev.nbytes > before
+        held = dev.nbytes
+        first = dev.result()
+        assert dev.tokens_added == 0 and dev.flushed_nbytes == held and dev.nbytes == before
+    assert_tables_equal(first, _device_count(spec, [{**c, "label": None, "position": None, "router_logits": None}]))
 
 
 def test_bad_ids_and_undefined_gates_raise_at_result():
