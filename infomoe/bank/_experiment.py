@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from infomoe._softmax import softmax
 from infomoe._validate import (as_float_array, check_positive_float, check_positive_int,
                                check_unit_interval)
 from infomoe.bank._data import Dataset, load_digits, split_dataset
@@ -302,10 +303,7 @@ def _check_alphas(alphas) -> np.ndarray:
 
 def _confidence_gate(proba: np.ndarray, sharpness: float) -> np.ndarray:
     """g(t|x) ∝ (max_c p_t(c|x))^sharpness, shape (n, K), in the log domain."""
-    logc = np.log(np.clip(proba.max(axis=-1), 1e-30, 1.0)).T * sharpness  # (n, K)
-    logc -= logc.max(axis=1, keepdims=True)
-    g = np.exp(logc)
-    return g / g.sum(axis=1, keepdims=True)
+    return softmax(np.log(np.clip(proba.max(axis=-1), 1e-30, 1.0)).T * sharpness)  # (n, K)
 
 
 def _oracle_routing(losses: np.ndarray, best: int) -> np.ndarray:

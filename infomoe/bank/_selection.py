@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from infomoe._softmax import softmax
 from infomoe._validate import (as_float_array, as_probability_rows, check_positive_float,
                                check_positive_int)
 
@@ -165,10 +166,7 @@ def gibbs_selection(train_risks, alpha, m: int, *, prior=None) -> np.ndarray:
         if (pi <= 0).any():
             raise ValueError("`prior` must be positive for every expert.")
         log_pi = np.log(pi)
-    z = log_pi - (alpha * m) * L
-    z = z - z.max(axis=-1, keepdims=True)
-    q = np.exp(z)
-    return q / q.sum(axis=-1, keepdims=True)
+    return softmax(log_pi - (alpha * m) * L)
 
 
 def sample_selection(q, *, seed: Optional[int] = 0) -> np.ndarray:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infomoe._softmax import softmax
 from infomoe._repr import dataclass_repr
 from infomoe._validate import as_float_array, as_labels, as_probability_rows, check_base, check_positive_int
 
@@ -71,9 +72,7 @@ def router_probabilities(x, *, from_logits: bool = False, name: str = "probs") -
         z = as_float_array(x, name, min_ndim=1)
         if z.shape[-1] == 0:
             raise ValueError(f"`{name}` has no experts (last axis has length 0).")
-        z = z - z.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
+        return softmax(z)
     p = as_probability_rows(x, name)
     return p
 
