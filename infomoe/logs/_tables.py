@@ -563,7 +563,7 @@ class _Accumulator:
     """Mutable running tables: each chunk's table is added in place as soon as it is counted,
     so memory holds the totals plus one layer's temporary tables, never a second full set."""
 
-    _DENSE = ("token", "position", "label", "sets", "prob_sum", "coactivation")
+    _DENSE = ("prob_sum", "coactivation")  # the other dense tables are the grouped ones summed over groups
     _GROUPED = ("token", "position", "label", "sets", "token_set")
 
     def __init__(self, spec: CountSpec):
@@ -574,7 +574,6 @@ class _Accumulator:
         self.record_pairs = np.zeros(L, np.int64)
         self.dropped = np.zeros(L, np.int64)
         self.tables = {name: [None] * L for name in self._DENSE}
-        self.tables["transition"] = [None] * max(L - 1, 0)
         self.grouped = {name: [None] * L for name in self._GROUPED}
         self.grouped["transition"] = [None] * max(L - 1, 0)
         self.incomplete_sets = np.zeros(L, np.int64)
@@ -612,7 +611,7 @@ class _Accumulator:
             getattr(self, name).__iadd__(getattr(t, name))
         for i, c in enumerate(t.load):
             self.load[i] += c
-        for name in self._DENSE + ("transition",):
+        for name in self._DENSE:
             for i, c in enumerate(getattr(t, name)):
                 if c is not None:
                     self._add(name, i, c)
@@ -628,22 +627,25 @@ class _Accumulator:
     def result(self) -> LogTables:
         t = self.tables
 
-        def grouped(name):
-            return tuple(None if a is None else a.result() for a in self.grouped[name])
+        g = {name: tuple(None if a is None else a.result() for a in accs) for name, accs in self.grouped.items()}
+
+        def summed(name):
+            return tuple(None if c is None else c.total() for c in g[name])
 
         return LogTables(tokens=self.tokens, load=tuple(self.load),
                          record_pairs=self.record_pairs, dropped=self.dropped,
-                         token=tuple(t["token"]), position=tuple(t["position"]),
-                         label=tuple(t["label"]), transition=tuple(t["transition"]),
-                         sets=tuple(t["sets"]), incomplete_sets=self.incomplete_sets,
+                         token=summed("token"), position=summed("position"),
+                         label=summed("label"), transition=summed("transition"),
+                         sets=tuple(None if c is None else c.total()[0] for c in g["sets"]),
+                         incomplete_sets=self.incomplete_sets,
                          prob_sum=tuple(t["prob_sum"]), router_entropy_sum=self.router_entropy_sum,
                          logit_tokens=self.logit_tokens, tokens_dropping=self.tokens_dropping,
                          coactivation=tuple(np.zeros((s.num_experts, s.num_experts), np.int64) if c is None else c
                                             for c, s in zip(t["coactivation"], self.spec.layers)),
-                         group_tokens=self.group_tokens, grouped_token=grouped("token"),
-                         grouped_position=grouped("position"), grouped_label=grouped("label"),
-                         grouped_transition=grouped("transition"), grouped_sets=grouped("sets"),
-                         grouped_token_set=grouped("token_set"), token_ids_folded=self.token_ids_folded,
+                         group_tokens=self.group_tokens, grouped_token=g["token"],
+                         grouped_position=g["position"], grouped_label=g["label"],
+                         grouped_transition=g["transition"], grouped_sets=g["sets"],
+                         grouped_token_set=g["token_set"], token_ids_folded=self.token_ids_folded,
                          labels_folded=self.labels_folded, seq_id_tokens=self.seq_id_tokens)
 
     def count(self, shard: dict) -> "_Accumulator":
@@ -735,14 +737,12 @@ class _Accumulator:
                                 ("label", lab, spec.label_buckets)):
                 if x is not None:
                     xt = np.tile(x, k)
-                    self._add(name, i, contingency(xt, flat, kx=kx + 1, ky=E + 2)[:kx, :E])
                     ok = routed & (xt < kx)
                     self._add_grouped(name, i, gflat[ok], xt[ok], flat[ok], (G, kx, E))
             if prev is not None:
                 pE, pk, pet = prev
                 for j in range(pk):
                     xt = np.tile(pet[j], k)
-                    self._add("transition", i - 1, contingency(xt, flat, kx=pE + 2, ky=E + 2)[:pE, :E])
                     ok = routed & (xt < pE)
                     self._add_grouped("transition", i - 1, gflat[ok], xt[ok], flat[ok], (G, pE, E))
             prev = (E, k, et)
@@ -769,7 +769,6 @@ class _Accumulator:
                 for j in range(k):
                     rank += ct[j][safe[:, j]]
                 rank[~ok] = C
-                self._add("sets", i, label_counts(rank, k=C + 1)[:C])
                 self._add_grouped("sets", i, grp[ok], np.zeros(int(ok.sum()), np.int64), rank[ok], (G, 1, C))
                 if tok is not None and k >= 2:  # for k = 1 the set is the expert: I(token; E) already
                     okt = ok & (tok < spec.token_buckets)
@@ -807,8 +806,11 @@ def count_shard(shard: dict, *, spec: CountSpec) -> LogTables:
     Notes
     -----
     The counting convention for top-k routing is in the module docstring.
-    Each table is counted with :func:`infomoe.contingency` /
-    :func:`infomoe.label_counts`, so memory is one chunk plus the tables.
+    Expert load and co-activation are counted with :func:`infomoe.label_counts`
+    / :func:`infomoe.contingency`; the tables of a token attribute against the
+    expert (and the transition and set tables) are counted per resampling
+    group, sparse, and the whole-log table is their sum over groups (one
+    count, so the two can never disagree).  Memory is one chunk plus the tables.
 
     Examples
     --------
