@@ -239,7 +239,8 @@ class DeviceTables:
         ----------
         expert_ids : sequence of tensor (n, k_l)
             Chosen expert ids per layer, in the order of ``spec.layers``
-            (``-1``: dropped).
+            (``-1``: dropped).  Tensors on another device are copied to
+            this one (asynchronously where the devices allow).
         groups : tensor (n,) of int64
             Resampling group of each token (:func:`~infomoe.logs._uncertainty.token_groups`
             of its sequence id).
@@ -254,6 +255,11 @@ class DeviceTables:
 
         spec, G = self.spec, self.spec.groups
         n = int(groups.shape[0])
+        here = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
+        # layers of a model split over devices (device_map="auto") come from several devices
+        expert_ids = [here(e) for e in expert_ids]
+        router_logits = None if router_logits is None else [here(t) for t in router_logits]
+        groups, valid, token_id, position, label = map(here, (groups, valid, token_id, position, label))
         self.tokens_added += n
         if valid is None:
             valid = torch.ones(n, dtype=torch.bool, device=self.device)

@@ -189,3 +189,28 @@ def test_counts_mode_errors(tmp_path):
     with pytest.raises(ValueError, match="`groups`"):
         with RoutingRecorder(model, tmp_path / "b", mode="counts", count_options={"groups": 0}):
             pass
+
+
+def test_counts_mode_follows_generate_and_an_open_writer_with_a_layer_subset(tmp_path):
+    from infomoe.logs import LogWriter
+
+    model = tiny_model("mixtral")
+    ids = torch.randint(3, 99, (2, 4), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    for mode in ("ids", "counts"):
+        with RoutingRecorder(model, tmp_path / mode, mode=mode, record_logits=True) as rec, torch.no_grad():
+            rec.set_batch(label=[4, 7])
+            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    a, b = analyze_log(tmp_path / "ids"), analyze_log(tmp_path / "counts")
+    assert a.num_tokens == b.num_tokens == 12  # prompt + 2 cached decode steps, continuing the sequences
+    _close(json.loads(a.to_json()), json.loads(b.to_json()))
+
+    layers = [LayerSpec(s.layer_id, s.num_experts, s.top_k) for s in RoutingRecorder(model, tmp_path / "x").sites]
+    with LogWriter(tmp_path / "w", source="mine", layers=layers) as w:
+        with RoutingRecorder(model, w, mode="counts", layers=[layers[-1].layer_id]), torch.no_grad():
+            model(input_ids=ids)
+    log = open_log(tmp_path / "w")
+    with pytest.raises(ValueError, match="recorded with layers="):
+        analyze_log(log)  # the tables hold one layer of the log's two
+    r = analyze_log(log, layers=[layers[-1].layer_id])
+    assert r.num_tokens == 8 and r.load[0].sum() == 8 * layers[-1].top_k
