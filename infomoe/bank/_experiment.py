@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from infomoe._repr import json_ready
 from infomoe._softmax import softmax
 from infomoe._validate import (as_float_array, check_positive_float, check_positive_int,
                                check_unit_interval)
@@ -263,9 +264,9 @@ class BankResult:
         for name in self.__dataclass_fields__:
             if name == "curve":
                 continue
-            out[name] = _jsonable(getattr(self, name))
+            out[name] = json_ready(getattr(self, name))
         c = self.curve
-        out["curve"] = {k: _jsonable(getattr(c, k)) for k in
+        out["curve"] = {k: json_ready(getattr(c, k)) for k in
                         ("rate", "distortion", "accuracy", "beta", "d_max", "d_min",
                          "rate_at_d_min", "best_expert", "converged")
                         if hasattr(c, k)}
@@ -275,21 +276,6 @@ class BankResult:
         out["population"] = ("training sets are drawn i.i.d. with replacement from the pool; "
                              "L_mu = pool risk (exact); gap_test uses held-out test data")
         return out
-
-
-def _jsonable(v):
-    if isinstance(v, np.ndarray):
-        return [_jsonable(x) for x in v.tolist()] if v.ndim else _jsonable(v.item())
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.bool_, bool)):
-        return bool(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    return v
 
 
 def _check_alphas(alphas) -> np.ndarray:
