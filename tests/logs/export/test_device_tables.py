@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -214,3 +215,27 @@ def test_counts_mode_follows_generate_and_an_open_writer_with_a_layer_subset(tmp
         analyze_log(log)  # the tables hold one layer of the log's two
     r = analyze_log(log, layers=[layers[-1].layer_id])
     assert r.num_tokens == 8 and r.load[0].sum() == 8 * layers[-1].top_k
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 60), experts=st.lists(st.integers(1, 5), min_size=1, max_size=3), k=st.integers(1, 3),
+       groups=st.integers(1, 6), buckets=st.integers(1, 9), seed=st.integers(0, 2**16), sparse=st.booleans())
+def test_device_tables_equal_count_shard_property(n, experts, k, groups, buckets, seed, sparse, assert_tables_equal):
+    """Any shape: repeated experts, drops, padding, negative and folded ids, every table exact."""
+    rng = np.random.default_rng(seed)
+    layers = tuple(LayerSpec(l, e, min(k, e)) for l, e in enumerate(experts))
+    spec = CountSpec.from_manifest(Manifest(source="t", layers=layers), groups=groups, token_buckets=buckets,
+                                   label_buckets=buckets, position_edges=(1, 3))
+    chunk = {"expert_ids": {s.layer_id: rng.integers(-1, s.num_experts, (n, s.top_k)) for s in layers},
+             "valid": rng.random(n) < 0.8, "token_id": rng.integers(-1, 2 * buckets, n),
+             "position": rng.integers(0, 6, n), "label": rng.integers(-1, 2 * buckets, n),
+             "seq_id": rng.integers(0, 5, n),
+             "router_logits": {s.layer_id: rng.normal(size=(n, s.num_experts)).astype(np.float32) for s in layers}}
+    old = _device_tables.DENSE_CELLS, _device_tables.SPARSE_BUFFER
+    if sparse:
+        _device_tables.DENSE_CELLS, _device_tables.SPARSE_BUFFER = 0, 7
+    try:
+        device = _device_count(spec, [chunk])
+    finally:
+        _device_tables.DENSE_CELLS, _device_tables.SPARSE_BUFFER = old
+    assert_tables_equal(count_shard(chunk, spec=spec), device)
