@@ -33,8 +33,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="run these texts instead of random token ids (tokenizer of MODEL; with --tiny the "
                         "UTF-8 bytes modulo the vocabulary)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--flush-tokens", type=int, default=65536, help="tokens per shard (default 65536)")
-    p.add_argument("--record-logits", action="store_true", help="also record router logits")
+    p.add_argument("--flush-tokens", type=int, default=None,
+                   help="tokens per shard (default 65536; with --counts 2**24 per tables record)")
+    p.add_argument("--record-logits", action="store_true",
+                   help="also record router logits (with --counts their soft-gate sums are kept anyway)")
+    p.add_argument("--counts", action="store_true",
+                   help="counts mode: keep only the report's count tables, accumulated on the device, "
+                        "instead of every token's routing (infomoe report reads either)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--local-files-only", action="store_true", help="never download (transformers option)")
     p.set_defaults(func=run_export)
@@ -78,7 +83,8 @@ def _check_arguments(args) -> None:
     from infomoe.logs._manifest import MANIFEST_NAME
 
     for name in ("tokens", "seq_len", "batch", "flush_tokens"):
-        check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
+        if getattr(args, name) is not None:
+            check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
     if args.tiny is not None and args.model is not None:
         raise UsageError("give either MODEL or --tiny ARCH, not both.")
     if args.tiny is None and args.model is None:
@@ -176,8 +182,9 @@ def run_export(args) -> int:
     from infomoe._progress import progress_bar
 
     bar = None
-    with RoutingRecorder(model, args.out, flush_tokens=args.flush_tokens, record_logits=args.record_logits,
-                         model_id=model_id, resume=args.resume) as rec, torch.no_grad():
+    with RoutingRecorder(model, args.out, mode="counts" if args.counts else "ids", flush_tokens=args.flush_tokens,
+                         record_logits=True if args.record_logits else None, model_id=model_id,
+                         resume=args.resume) as rec, torch.no_grad():
         # once the log is open: a refused --resume shows no bar
         bar = progress_bar(enabled=True, total=None if args.text else args.tokens, unit="tok", desc="export")
         try:
@@ -193,6 +200,7 @@ def run_export(args) -> int:
         finally:
             if bar is not None:
                 bar.close()
+    what = "tables record(s) of count tables" if args.counts else "shard(s)"
     print(f"recorded {rec.num_tokens_recorded} tokens x {len(rec.sites)} MoE layers "
-          f"({rec.adapter.name}) in {rec.num_shards} shard(s) -> {args.out}")
+          f"({rec.adapter.name}) in {rec.num_shards} {what} -> {args.out}")
     return 0

@@ -24,6 +24,27 @@ def test_export_tiny_random_tokens(tmp_path, capsys):
     assert sum(c.sum() for c in log.counts().values()) == 100 * 2 * 2      # tokens x layers x top-k
 
 
+def test_export_counts_mode_reports_what_the_token_log_reports(tmp_path, capsys):
+    import json
+
+    common = ["--tiny", "qwen3_moe", "--tokens", "96", "--seq-len", "16", "--batch", "3", "--seed", "1",
+              "--record-logits"]
+    assert main(["export", "--out", str(tmp_path / "ids"), *common]) == 0
+    assert main(["export", "--out", str(tmp_path / "counts"), "--counts", *common]) == 0
+    assert "recorded 96 tokens x 2 MoE layers (qwen3_moe) in 1 tables record(s) of count tables" \
+        in capsys.readouterr().out
+    reports = []
+    for name in ("ids", "counts"):
+        assert main(["report", str(tmp_path / name), "--out", str(tmp_path / f"rep-{name}"), "--no-plots",
+                     "--no-progress"]) == 0
+        reports.append(json.loads((tmp_path / f"rep-{name}" / "summary.json").read_text()))
+    a, b = reports
+    assert a["num_tokens"] == b["num_tokens"] == 96
+    for la, lb in zip(a["layers"], b["layers"]):
+        assert la["load"] == lb["load"] and la["mi_token"] == lb["mi_token"]
+        assert la["gate_information"]["value"] == pytest.approx(lb["gate_information"]["value"], rel=1e-12)
+
+
 def test_export_tiny_text_switch(tmp_path):
     out = tmp_path / "log"
     assert main(["export", "--tiny", "switch_transformers", "--out", str(out), "--text", "hi", "hello"]) == 0
