@@ -190,8 +190,10 @@ class RoutingLog:
         return sum(s.nbytes for s in self.shards)
 
     def __repr__(self) -> str:
+        counted = sum(s.rows for s in self.shards if s.kind == "tables")
         return (f"RoutingLog({self.path!r}, source={self.manifest.source!r}, "
-                f"layers={len(self.layers)}, tokens={self.num_tokens}, shards={len(self.shards)}"
+                f"layers={len(self.layers)}, tokens={self.num_tokens}, "
+                f"{f'counted tokens={counted}, ' if counted else ''}shards={len(self.shards)}"
                 f"{'' if self.complete else ', incomplete'})")
 
     # -- shard access --------------------------------------------------------------

@@ -152,6 +152,7 @@ def test_counts_mode_report_equals_the_token_log_report(arch, tmp_path, assert_t
     kinds = [s.kind for s in counts_log.shards]
     assert kinds == ["tables"] * 2 and rec.num_shards == 2  # flushed after 2 passes of 64 tokens, and on exit
     assert counts_log.num_tokens == 0 and rec.num_tokens_recorded == 4 * 4 * 16 - 4 * 5
+    assert f"tokens=0, counted tokens={rec.num_tokens_recorded}, shards=2" in repr(counts_log)
     assert counts_log.counts().keys() == ids_log.counts().keys()
     for lid, c in ids_log.counts().items():
         np.testing.assert_array_equal(counts_log.counts(lid), c)
