@@ -30,7 +30,8 @@ Cases (add one by appending a :class:`Case` to ``CASES``):
   target on the first kernel).
 * ``jax-curve``: ``infomoe.accuracy_rate_curve(losses)`` of 2,000 x 16
   random 0/1 losses (the default 64 slopes + ``inf``), targets 1.5 s warm and
-  3 s cold; the cache is infomoe's persistent JAX compilation cache
+  3 s cold; the caches are infomoe's persistent JAX compilation cache and,
+  with the ``fast-start`` extra, its stored traced programs
   (``$INFOMOE_CACHE/jax``).
 * ``jax-capacity``: ``infomoe.channel_capacity`` of a 4 x 3 channel with two
   near-duplicate rows (no target).

@@ -465,6 +465,12 @@ def _platform(device) -> str:
     return (device if device is not None else jax.devices()[0]).platform
 
 
+def _scalars(tol_nats: float, max_iter: int, dt: np.dtype):
+    """The solver's tolerance and iteration limit as 0-d arrays of fixed dtypes (one traced program
+    per shape, storable by :mod:`infomoe._ba_export`; the values are the Python scalars')."""
+    return np.asarray(tol_nats, dtype=dt), np.asarray(max_iter, dtype=np.int32)
+
+
 def _put(arrays, device):
     import jax
 
@@ -575,7 +581,7 @@ def rate_distortion(distortion, betas, *, p_x=None, tol: Optional[float] = None,
     >>> bool(res.converged[0])
     True
     """
-    from infomoe import _ba_core
+    from infomoe import _ba_core, _ba_export
 
     d = _check_distortion(distortion, "distortion")
     b = _check_betas(betas)
@@ -595,7 +601,7 @@ def rate_distortion(distortion, betas, *, p_x=None, tol: Optional[float] = None,
         args = _put([ddb, pwb, b[order].astype(dt)], device)
         cache = ddb.size * b.size * dt.itemsize <= _CACHE_BYTES
         solve = _ba_core.rd_solve_sweep if sweep == "warm" else _ba_core.rd_solve
-        r, rq, dex, mi, cert, it = solve(*args, tol * lb, max_iter, cache=cache)
+        r, rq, dex, mi, cert, it = _ba_export.call(solve, [*args, *_scalars(tol * lb, max_iter, dt)], cache=cache)
         r, rq, dex, mi, cert, it = (np.asarray(v)[back] for v in (r, rq, dex, mi, cert, it))
     return _rd_result(b, rq, dex, mi, cert, it, d_floor=d_floor, lb=lb, base=base, tol=tol)
 
@@ -790,7 +796,7 @@ def channel_capacity(p_t_given_x, *, tol: Optional[float] = None, max_iter: int 
     >>> round(res.capacity, 5), res.p_x.round(3).tolist()
     (0.531, [0.5, 0.5])
     """
-    from infomoe import _ba_core
+    from infomoe import _ba_core, _ba_export
 
     W = as_probability_rows(p_t_given_x, "p_t_given_x", min_ndim=2)
     if W.ndim != 2:
@@ -803,8 +809,8 @@ def channel_capacity(p_t_given_x, *, tol: Optional[float] = None, max_iter: int 
     W = W[:, W.sum(axis=0) > 0]  # outputs that never occur carry no information
     with _jax_context(dt):
         (Wj,) = _put([W.astype(dt)], device)
-        p, lo, up, it = _ba_core.capacity_solve(Wj, tol * lb, max_iter,
-                                                newton=W.shape[0] <= _NEWTON_INPUTS)
+        p, lo, up, it = _ba_export.call(_ba_core.capacity_solve, [Wj, *_scalars(tol * lb, max_iter, dt)],
+                                        newton=W.shape[0] <= _NEWTON_INPUTS)
         p, lo, up, it = np.asarray(p, np.float64), float(lo), float(up), int(it)
     lo_u, up_u = max(lo, 0.0) / lb, max(up, 0.0) / lb
     gap = max(up_u - lo_u, 0.0)
