@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import numpy as np
-
 from infomoe._progress import progress_bar
 from infomoe._validate import check_base, check_choice, check_positive_int
 from infomoe.logs._report import MI_ESTIMATORS, report_from_tables
@@ -183,13 +181,13 @@ def analyze_log(log, *, layers=None, estimator: str = "shuffle", base: float = 2
 
 
 def _recorded_spec(log):
-    """The CountSpec of the log's first tables record (counts mode), or None."""
+    """The CountSpec of the log's first tables record (counts mode), or None; only its spec is read."""
+    from infomoe.logs._tables import stored_spec
+
     for s in log.shards:
         if s.kind == "tables":
-            stored = log.read_shard(s.index)["tables"].get("spec")
-            if stored is None:
-                raise ValueError(f"tables record {s.index} of {log.path!r} has no 'spec'.")
-            return CountSpec.from_json(bytes(np.asarray(stored, np.uint8)).decode("utf-8", "replace"))
+            files = log._open_files(s, None, None, verify=log.verify)  # maps only: nothing but the spec is read
+            return stored_spec({"spec": files["spec"].array})
     return None
 
 

@@ -526,13 +526,13 @@ class RoutingLog:
 
     def _add_tables_load(self, chunk: dict, out: dict) -> None:
         """Add the expert load of a tables record to ``out`` ({layer_id: (E,)}), checked like the report does."""
-        from infomoe.logs._tables import CountSpec, tables_from_arrays
+        from infomoe.logs._tables import stored_spec, tables_from_arrays
 
         arrays = chunk["tables"]
         try:
-            spec = CountSpec.from_json(bytes(np.asarray(arrays.get("spec", b""), np.uint8)).decode("utf-8"))
+            spec = stored_spec(arrays)
             tables = tables_from_arrays(arrays, spec)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:
             raise ShardError(chunk["shard"], self.shards[chunk["shard"]].path, str(exc)) from None
         for i, s in enumerate(spec.layers):
             if s.layer_id not in out:

@@ -322,6 +322,28 @@ class LogTables:
 #: Separator of the file keys of a stored table (``"token@3"``, ``"grouped_token@3@keys"``).
 _SEP = "@"
 
+#: Whole-log tables that are their per-group tables (``grouped_<name>``) summed over groups.
+_SUMMED = ("token", "position", "label", "transition", "sets")
+
+
+def summed_tables(grouped: dict) -> dict:
+    """The whole-log tables of :data:`_SUMMED` from the per-group ones.
+
+    ``grouped`` maps each name to a tuple (one entry per layer, or per pair
+    of layers) of :class:`~infomoe.logs._uncertainty.GroupedCounts` or
+    None; the result maps it to the dense tables (sets: ``(C,)``).
+    """
+    out = {name: tuple(None if c is None else c.total() for c in grouped[name]) for name in _SUMMED}
+    out["sets"] = tuple(None if c is None else c[0] for c in out["sets"])
+    return out
+
+
+def stored_spec(arrays: dict) -> CountSpec:
+    """The :class:`CountSpec` stored with count tables (``arrays["spec"]``: UTF-8 JSON bytes)."""
+    if "spec" not in arrays:
+        raise ValueError("the stored count tables have no 'spec'.")
+    return CountSpec.from_json(bytes(np.asarray(arrays["spec"], dtype=np.uint8)).decode("utf-8", "replace"))
+
 
 def _table_shape(spec: CountSpec, name: str, i: int):
     """Shape of entry ``i`` of the tuple field `name` of tables counted under `spec`."""
@@ -344,6 +366,8 @@ def tables_to_arrays(tables: LogTables, spec: CountSpec) -> dict:
 
     The inverse is :func:`tables_from_arrays`; ``"spec"`` holds the
     :class:`CountSpec` the tables were counted under, as UTF-8 JSON bytes.
+    The whole-log tables that are sums of the per-group ones are not
+    stored: they are derived again when the tables are read.
 
     Examples
     --------
@@ -360,6 +384,8 @@ def tables_to_arrays(tables: LogTables, spec: CountSpec) -> dict:
     out = {"spec": np.frombuffer(spec.to_json().encode("utf-8"), dtype=np.uint8).copy()}
     for f in dataclasses.fields(tables):
         v = getattr(tables, f.name)
+        if f.name in _SUMMED:
+            continue
         if not isinstance(v, tuple):
             out[f.name] = np.asarray(v).reshape(-1) if np.ndim(v) == 0 else np.asarray(v)  # scalars as (1,)
             continue
@@ -384,9 +410,7 @@ def tables_from_arrays(arrays: dict, spec: CountSpec) -> LogTables:
     """
     from infomoe.logs._uncertainty import GroupedCounts
 
-    if "spec" not in arrays:
-        raise ValueError("the stored count tables have no 'spec'.")
-    stored = CountSpec.from_json(bytes(np.asarray(arrays["spec"], dtype=np.uint8)).decode("utf-8", "replace"))
+    stored = stored_spec(arrays)
     diff = stored.differences(spec)
     if "layers" in diff and "luts" in diff and all(t is None for t in stored.luts + spec.luts):
         diff.remove("luts")  # the maps differ only in length
@@ -432,6 +456,8 @@ def tables_from_arrays(arrays: dict, spec: CountSpec) -> LogTables:
     kw = {}
     for f in dataclasses.fields(LogTables):
         name = f.name
+        if name in _SUMMED:
+            continue
         if name in ("tokens", "token_ids_folded", "labels_folded", "seq_id_tokens"):
             kw[name] = int(need(name, (1,))[0])
         elif name in ("record_pairs", "dropped", "incomplete_sets", "tokens_dropping"):
@@ -468,6 +494,7 @@ def tables_from_arrays(arrays: dict, spec: CountSpec) -> LogTables:
     extra = sorted(set(arrays) - known - {"spec"})
     if extra:
         raise ValueError(f"the stored count tables hold unknown arrays {extra}.")
+    kw.update(summed_tables({name: kw["grouped_" + name] for name in _SUMMED}))
     return LogTables(**kw)
 
 
@@ -628,15 +655,8 @@ class _Accumulator:
         t = self.tables
 
         g = {name: tuple(None if a is None else a.result() for a in accs) for name, accs in self.grouped.items()}
-
-        def summed(name):
-            return tuple(None if c is None else c.total() for c in g[name])
-
         return LogTables(tokens=self.tokens, load=tuple(self.load),
-                         record_pairs=self.record_pairs, dropped=self.dropped,
-                         token=summed("token"), position=summed("position"),
-                         label=summed("label"), transition=summed("transition"),
-                         sets=tuple(None if c is None else c.total()[0] for c in g["sets"]),
+                         record_pairs=self.record_pairs, dropped=self.dropped, **summed_tables(g),
                          incomplete_sets=self.incomplete_sets,
                          prob_sum=tuple(t["prob_sum"]), router_entropy_sum=self.router_entropy_sum,
                          logit_tokens=self.logit_tokens, tokens_dropping=self.tokens_dropping,

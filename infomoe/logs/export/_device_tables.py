@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from infomoe.logs._tables import CountSpec, LogTables, _comb_table
+from infomoe.logs._tables import CountSpec, LogTables, _comb_table, summed_tables
 
 __all__ = ["DeviceTables", "DENSE_CELLS", "SPARSE_BUFFER", "MAX_CELL_COUNT"]
 
@@ -412,19 +412,13 @@ class DeviceTables:
             co = host(self._coact[i]).reshape(E + 2, E + 2)[:E, :E].astype(np.int64)
             coact.append(co + co.T)
         grouped = {name: tuple(None if t is None else t.to_host() for t in ts) for name, ts in self._grouped.items()}
-
-        def dense(name):
-            return tuple(None if t is None else t.total() for t in grouped[name])
-
-        sets = tuple(None if t is None else t.total()[0] for t in grouped["sets"])
         ent, lt = np.zeros((L, G)), np.zeros((L, G), np.int64)
         for i in range(L):
             if self._prob[i] is not None:
                 ent[i], lt[i] = host(self._ent[i])[:G], host(self._logit_tokens[i])[:G]
         return LogTables(
             tokens=int(host(self._tokens)), load=tuple(load), record_pairs=np.zeros(L, np.int64), dropped=dropped,
-            token=dense("token"), position=dense("position"), label=dense("label"),
-            transition=dense("transition"), sets=sets, incomplete_sets=host(self._incomplete).astype(np.int64),
+            **summed_tables(grouped), incomplete_sets=host(self._incomplete).astype(np.int64),
             prob_sum=tuple(None if p is None else host(p)[:G] for p in self._prob),
             router_entropy_sum=ent, logit_tokens=lt, tokens_dropping=host(self._dropping).astype(np.int64),
             coactivation=tuple(coact), group_tokens=host(self._group_tokens)[:G].astype(np.int64),
