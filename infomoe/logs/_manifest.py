@@ -11,7 +11,7 @@ A routing log is a directory::
           seq_id.npy           per-token columns
         00000001/              a count record (``counts.<layer_id>.npy``)
         00000002/              a tables record: the report's count tables (``spec.npy``,
-                               ``token@<i>.npy``, ``grouped_token@<i>@keys.npy``, ...)
+                               ``load@<i>.npy``, ``grouped_token@<i>@keys.npy``, ...)
       .writer.lock             held (``flock``) by the one writer, if any
 
 The manifest is the single source of truth: a shard exists for readers if
@@ -676,7 +676,7 @@ def _layer_from_dict(x, i: int) -> LayerSpec:
         raise _err(f"layer entry {i}: {exc}") from None
 
 
-#: File keys of a tables record: ``spec``, ``tokens``, ``token@3``, ``grouped_token@3@keys``.
+#: File keys of a tables record: ``spec``, ``tokens``, ``load@3``, ``grouped_token@3@keys``.
 _TABLE_KEY_RE = re.compile(r"^[a-z_]{1,32}(@[0-9]{1,6}(@(keys|counts))?)?$")
 
 #: Dtypes a tables record may hold: the spec's UTF-8 bytes, counts, and float sums of the soft gate.

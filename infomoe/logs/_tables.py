@@ -319,7 +319,7 @@ class LogTables:
 
 
 # ============================================================================= stored tables
-#: Separator of the file keys of a stored table (``"token@3"``, ``"grouped_token@3@keys"``).
+#: Separator of the file keys of a stored table (``"load@3"``, ``"grouped_token@3@keys"``).
 _SEP = "@"
 
 #: Whole-log tables that are their per-group tables (``grouped_<name>``) summed over groups.
