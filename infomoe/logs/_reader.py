@@ -134,6 +134,19 @@ def _map_npy(path: str, rec: FileRecord) -> _Mapped:
     return _Mapped(arr, mm, offset, row)
 
 
+def chunk_of_arrays(arrays: dict) -> dict:
+    """A chunk dict from arrays keyed as shard files are (``"column.layer_id"`` or ``"column"``):
+    per-layer columns become ``{layer_id: array}`` mappings."""
+    chunk: dict = {}
+    for key, arr in arrays.items():
+        col, _, lid = key.partition(".")
+        if lid:
+            chunk.setdefault(col, {})[int(lid)] = arr
+        else:
+            chunk[col] = arr
+    return chunk
+
+
 class RoutingLog:
     """A routing log opened for reading (use :func:`open_log`).
 
@@ -317,15 +330,7 @@ class RoutingLog:
 
     @staticmethod
     def _assemble(files: dict, a: int, b: int, kind: str) -> dict:
-        chunk: dict = {}
-        for key, mp in files.items():
-            parts = key.split(".")
-            view = mp.array[a:b]
-            if len(parts) == 2:
-                chunk.setdefault(parts[0], {})[int(parts[1])] = view
-            else:
-                chunk[parts[0]] = view
-        return chunk
+        return chunk_of_arrays({key: mp.array[a:b] for key, mp in files.items()})
 
     @staticmethod
     def _tables_chunk(shard: ShardRecord, files: dict) -> dict:

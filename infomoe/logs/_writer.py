@@ -848,19 +848,13 @@ def write_log(path, expert_ids, *, source: str = "arrays", layers=None, num_expe
 
 def _write_tables(writer: LogWriter, n: int, step: int, count_options, arrays_of) -> None:
     """Count tokens ``[0, n)`` slice by slice (``arrays_of(a, b)``: checked arrays) into one tables record."""
+    from infomoe.logs._reader import chunk_of_arrays
     from infomoe.logs._tables import CountSpec, _Accumulator
 
     spec = CountSpec.from_manifest(writer.manifest, **dict(count_options or {}))
     acc = _Accumulator(spec)
     for a in range(0, n, step):
-        chunk: dict = {"offset": a}
-        for key, arr in arrays_of(a, min(n, a + step)).items():
-            col, _, lid = key.partition(".")
-            if lid:
-                chunk.setdefault(col, {})[int(lid)] = arr
-            else:
-                chunk[col] = arr
-        acc.count(chunk)
+        acc.count({**chunk_of_arrays(arrays_of(a, min(n, a + step))), "offset": a})
     tables = acc.result()
     if not tables.tokens:
         raise ValueError("every token is padding (`valid` is all False); there is nothing to count.")
